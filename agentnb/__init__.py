@@ -1,0 +1,87 @@
+"""agentnb: watch AI agents work.
+
+Agent code calls ``agentnb.emit(...)`` from anywhere inside a run; the run's
+sinks (a notebook cell, a terminal, an async iterator, a web page) receive the
+events live, in order, each exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._console import ConsoleSink
+from ._events import (
+    JSON,
+    Cancelled,
+    Custom,
+    Done,
+    Error,
+    Event,
+    Status,
+    TextChunk,
+    ToolCall,
+    ToolResult,
+)
+from ._exceptions import (
+    AgentnbError,
+    InvalidEvent,
+    LoopAlreadyRunning,
+    NoActiveRun,
+    RunCancelled,
+    RunClosed,
+    UnknownAgent,
+)
+from ._record import JsonlRecorder, read_events, replay
+from ._registry import AgentInfo, agent, get_agent, list_agents
+from ._run import Run, aemit, current_run, emit, run, start
+from ._sinks import Sink, SinkLike
+from ._stream import RunStream, stream
+from ._sync import run_sync
+from ._version import __version__
+
+__all__ = [
+    "JSON",
+    "AgentInfo",
+    "AgentnbError",
+    "Cancelled",
+    "ConsoleSink",
+    "Custom",
+    "Done",
+    "Error",
+    "Event",
+    "InvalidEvent",
+    "JsonlRecorder",
+    "LoopAlreadyRunning",
+    "NoActiveRun",
+    "Run",
+    "RunCancelled",
+    "RunClosed",
+    "RunStream",
+    "Sink",
+    "SinkLike",
+    "Status",
+    "TextChunk",
+    "ToolCall",
+    "ToolResult",
+    "UnknownAgent",
+    "__version__",
+    "aemit",
+    "agent",
+    "current_run",
+    "emit",
+    "get_agent",
+    "list_agents",
+    "read_events",
+    "replay",
+    "run",
+    "run_sync",
+    "start",
+    "stream",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:  # pragma: no cover - notebook front
+    """``%load_ext agentnb`` (the notebook front registers its magics here)."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)

@@ -1,0 +1,96 @@
+"""Every exception agentnb raises.
+
+    AgentnbError
+    ├── NoActiveRun (LookupError)        emit() or current_run() outside a run
+    ├── RunClosed (RuntimeError)         emit() into a run that has already ended
+    ├── InvalidEvent (TypeError)         not an event, or a payload with no JSON form
+    ├── UnknownAgent (LookupError)       an agent name that is not registered
+    ├── RunCancelled                     run() of a run that was stopped (run.cancel())
+    └── LoopAlreadyRunning (RuntimeError) run_sync() where an event loop is running
+
+Each also inherits the built-in that matches it, so ``except LookupError`` keeps
+working, and each message says what to do instead.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentnbError",
+    "InvalidEvent",
+    "LoopAlreadyRunning",
+    "NoActiveRun",
+    "RunCancelled",
+    "RunClosed",
+    "UnknownAgent",
+]
+
+
+class AgentnbError(Exception):
+    """Base class of agentnb's exceptions."""
+
+
+class NoActiveRun(AgentnbError, LookupError):
+    """``emit()`` or ``current_run()`` was called outside a run."""
+
+    def __init__(self, what: str = "agentnb.emit()") -> None:
+        super().__init__(
+            f"{what} was called outside a run, so there is nowhere to send the event. "
+            "Start one with `await agentnb.run(agent, ...)`, `agentnb.stream(agent, ...)` "
+            "or `agentnb.run_sync(agent, ...)`; in a worker thread, start the thread in the "
+            "run's context (`contextvars.copy_context().run`) or call `run.emit()` on the "
+            "object `agentnb.current_run()` returned inside the run."
+        )
+
+
+class RunClosed(AgentnbError, RuntimeError):
+    """An event was emitted into a run that has already ended."""
+
+    def __init__(self, run_id: str, path: tuple[str, ...], status: str) -> None:
+        where = "/".join(path)
+        super().__init__(
+            f"run {run_id} ({where}) has already ended ({status}); an event emitted after "
+            "a run's terminal event is not delivered. Emit before the agent returns, or "
+            "wait for worker threads (e.g. `await asyncio.to_thread(...)`) inside the run."
+        )
+        self.run_id = run_id
+        self.status = status
+
+
+class InvalidEvent(AgentnbError, TypeError):
+    """``emit()`` got something that is not an event, or a payload with no JSON form."""
+
+
+class UnknownAgent(AgentnbError, LookupError):
+    """No agent is registered under that name."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listing = ", ".join(sorted(known)) or "none yet"
+        super().__init__(
+            f"no agent named {name!r}; known agents: {listing}. "
+            "Register one with the @agentnb.agent decorator."
+        )
+        self.name = name
+        self.known = sorted(known)
+
+
+class RunCancelled(AgentnbError):
+    """The run was stopped with ``Run.cancel()`` before its agent finished.
+
+    Raised by ``agentnb.run()`` in the caller, who was not itself cancelled. (A
+    caller whose own task is cancelled gets ``asyncio.CancelledError`` as usual.)
+    """
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(f"run {run_id} was cancelled" + (f": {reason}" if reason else ""))
+        self.run_id = run_id
+        self.reason = reason
+
+
+class LoopAlreadyRunning(AgentnbError, RuntimeError):
+    """``run_sync()`` was called from a thread whose event loop is running."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "agentnb.run_sync() cannot block inside a running event loop (a notebook cell, "
+            "an async function). Use `await agentnb.run(agent, ...)` there instead."
+        )

@@ -1,0 +1,94 @@
+"""The agent registry: ``@agentnb.agent`` and name look-ups (for ``%agent`` and the server)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from ._exceptions import UnknownAgent
+
+__all__ = ["AgentInfo", "agent", "get_agent", "list_agents"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_registry: dict[str, AgentInfo] = {}
+_NAME_ATTR = "__agentnb_name__"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """A registered agent: its name, the callable, and a one-line description."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str
+
+
+@overload
+def agent(fn: F, /) -> F: ...
+@overload
+def agent(*, name: str | None = None, description: str | None = None) -> Callable[[F], F]: ...
+def agent(
+    fn: F | None = None, /, *, name: str | None = None, description: str | None = None
+) -> F | Callable[[F], F]:
+    """Register an agent under its name (or *name*) and return it unchanged.
+
+    ``@agentnb.agent`` or ``@agentnb.agent(name="poet", description="...")``. The
+    description defaults to the first line of the docstring. Registering a name
+    again replaces the earlier agent (re-running a notebook cell does that).
+    """
+
+    def register(f: F) -> F:
+        if not callable(f):
+            raise TypeError(f"@agentnb.agent decorates a function, got {f!r}")
+        key = name or getattr(f, "__name__", None) or type(f).__name__
+        doc = description if description is not None else (f.__doc__ or "").strip()
+        _registry[key] = AgentInfo(key, f, doc.splitlines()[0] if doc else "")
+        try:
+            setattr(f, _NAME_ATTR, key)
+        except (AttributeError, TypeError):  # e.g. a bound method: the registry still has it
+            pass
+        return f
+
+    return register(fn) if fn is not None else register
+
+
+def get_agent(name: str) -> Callable[..., Any]:
+    """The agent registered as *name*; raises ``UnknownAgent`` listing the known ones."""
+    try:
+        return _registry[name].fn
+    except KeyError:
+        raise UnknownAgent(name, list(_registry)) from None
+
+
+def list_agents() -> list[AgentInfo]:
+    """All registered agents, sorted by name."""
+    return [_registry[k] for k in sorted(_registry)]
+
+
+def agent_name(fn: Callable[..., Any]) -> str:
+    """The name a run of *fn* goes by: its registered name, else its ``__name__``."""
+    registered = getattr(fn, _NAME_ATTR, None)
+    if isinstance(registered, str):
+        return registered
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def resolve_agent(agent: Callable[..., Any] | str) -> Callable[..., Any]:
+    """Accept an agent or a registered agent's name."""
+    if isinstance(agent, str):
+        return get_agent(agent)
+    if inspect.iscoroutine(agent):
+        agent.close()  # never awaited: close it so Python does not warn as well
+        raise TypeError(
+            "got a coroutine: pass the agent and its arguments separately, "
+            "e.g. agentnb.run(poet, 'the sea'), not agentnb.run(poet('the sea'))."
+        )
+    if not callable(agent):
+        raise TypeError(
+            f"an agent is an async function, a function or a generator; got {agent!r}. "
+            "Pass the agent itself (without calling it) or its registered name."
+        )
+    return agent

@@ -1,0 +1,100 @@
+"""The sink protocol: where a run's events go.
+
+A sink is any object with a ``send(event)`` method, sync or ``async``, or a plain
+callable taking the event (``sink=print`` works). Optionally it has ``close()``
+(sync or async), called once after the run it was given to has ended, and
+``maxsize`` (an int > 0): how many undelivered events may wait for it before
+``agentnb.aemit`` holds the agent back. ``emit`` itself never blocks.
+
+Each sink is fed, in order, from its own queue by its own task, so a slow sink
+stalls neither the agent nor the other sinks. A sink that raises is reported
+(logged on the ``agentnb`` logger and kept in ``Run.sink_errors``), gets no
+further events of that run, and the other sinks keep receiving.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias, runtime_checkable
+
+from ._events import Event
+from ._exceptions import AgentnbError
+
+__all__ = ["Sink", "SinkLike"]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Anything with ``send(event)``; see the module docstring for the optional parts."""
+
+    def send(self, event: Event, /) -> None | Awaitable[None]: ...
+
+
+SinkLike: TypeAlias = Sink | Callable[[Event], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How the runner talks to one sink, worked out once per run."""
+
+    sink: object
+    send: Callable[[Event], object]
+    send_is_async: bool
+    close: Callable[[], object] | None
+    maxsize: int
+
+    @property
+    def label(self) -> str:
+        return _label(self.sink)
+
+
+def _label(sink: object) -> str:
+    name = getattr(sink, "__qualname__", None) or type(sink).__qualname__
+    return f"{name} at {id(sink):#x}"
+
+
+def _is_async(fn: object) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 (an object with async __call__)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def delivery_for(sink: object) -> Delivery:
+    """Check that *sink* is usable and describe how to feed it."""
+    send = getattr(sink, "send", None)
+    if send is None or not callable(send):
+        if not callable(sink):
+            raise AgentnbError(
+                f"sink={sink!r} is not a sink: give an object with a send(event) method "
+                "(sync or async), a callable taking the event, or a list of those."
+            )
+        send = sink
+    close = getattr(sink, "close", None) if send is not sink else None
+    maxsize = getattr(sink, "maxsize", 0)
+    if type(maxsize) is not int or maxsize < 0:
+        raise AgentnbError(f"{_label(sink)}: maxsize must be an int >= 0, got {maxsize!r}")
+    return Delivery(
+        sink=sink,
+        send=send,
+        send_is_async=_is_async(send),
+        close=close if callable(close) else None,
+        maxsize=maxsize,
+    )
+
+
+def deliveries(sink: SinkLike | Sequence[SinkLike] | None) -> list[Delivery]:
+    """Accept ``None``, one sink or a list/tuple of sinks."""
+    if sink is None:
+        return []
+    if isinstance(sink, list | tuple):
+        return [delivery_for(s) for s in sink]
+    return [delivery_for(sink)]
+
+
+async def call_maybe_async(fn: Callable[[], object]) -> None:
+    result = fn()
+    if inspect.isawaitable(result):
+        await result
