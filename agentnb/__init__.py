@@ -7,8 +7,6 @@ events live, in order, each exactly once.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._console import ConsoleSink
 from ._events import (
     JSON,
@@ -78,10 +76,3 @@ __all__ = [
     "start",
     "stream",
 ]
-
-
-def load_ipython_extension(ipython: Any) -> None:  # pragma: no cover - notebook front
-    """``%load_ext agentnb`` (the notebook front registers its magics here)."""
-    from .notebook import load_ipython_extension as load
-
-    load(ipython)

@@ -1,4 +1,4 @@
-"""``python -m agentnb``: ``demo`` streams a demo agent to the terminal; ``replay`` plays a recording."""
+"""``python -m agentnb``: ``demo`` streams a demo agent to the terminal, ``replay`` a recording."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeAlias
 
@@ -36,7 +37,8 @@ __all__ = [
     "ToolResult",
 ]
 
-JSON: TypeAlias = "None | bool | int | float | str | list[JSON] | dict[str, JSON]"
+JSON: TypeAlias = "bool | int | float | str | Sequence[JSON] | Mapping[str, JSON] | None"
+"""A JSON value. Events store plain dicts and lists; tuples are accepted and become lists."""
 
 _new = object.__new__
 _set = object.__setattr__
@@ -81,7 +83,8 @@ def _copy_json(value: object, where: str) -> JSON:
             out[key] = _copy_json(item, f"{where}[{key!r}]")
         return out
     if kind is list or kind is tuple:
-        return [_copy_json(item, f"{where}[{i}]") for i, item in enumerate(value)]  # type: ignore[arg-type]
+        items: Sequence[object] = value  # type: ignore[assignment]
+        return [_copy_json(item, f"{where}[{i}]") for i, item in enumerate(items)]
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, bool):
@@ -265,14 +268,15 @@ class ToolCall(Event):
     kind: ClassVar[str] = "tool_call"
     _json_fields: ClassVar[tuple[str, ...]] = ("args",)
     name: str
-    args: dict[str, JSON] = field(default_factory=dict)
+    args: Mapping[str, JSON] = field(default_factory=dict)
     call_id: str = field(default_factory=new_call_id)
 
     def __post_init__(self) -> None:
         Event.__post_init__(self)
         if not isinstance(self.args, dict):
             raise InvalidEvent(
-                f"ToolCall.args must be a dict of the call's arguments, got {_short_repr(self.args)}."
+                "ToolCall.args must be a dict of the call's arguments, "
+                f"got {_short_repr(self.args)}."
             )
 
 
@@ -309,11 +313,12 @@ class Custom(Event):
             )
         if self.name in Event._kinds:
             raise InvalidEvent(
-                f"{self.name!r} is a built-in event kind; use agentnb.{Event._kinds[self.name].__name__} "
-                "for it, or pick another name for your custom event."
+                f"{self.name!r} is a built-in event kind; use "
+                f"agentnb.{Event._kinds[self.name].__name__} for it, or pick another name "
+                "for your custom event."
             )
 
-    @property  # type: ignore[misc]
+    @property
     def kind(self) -> str:  # type: ignore[override]
         return self.name
 

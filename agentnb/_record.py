@@ -88,11 +88,15 @@ async def replay(
     """
     if speed < 0:
         raise ValueError(f"speed must be >= 0, got {speed}")
-    events = read_events(source) if isinstance(source, str | PathLike) or hasattr(source, "read") else source
+    events: Iterable[Event]
+    if isinstance(source, str | PathLike) or hasattr(source, "read"):
+        events = read_events(source)  # type: ignore[arg-type]
+    else:
+        events = source
     delivery = delivery_for(sink)
     count = 0
     try:
-        async for event in _paced(events, timing, speed):  # type: ignore[arg-type]
+        async for event in _paced(events, timing, speed):
             result = delivery.send(event)
             if inspect.isawaitable(result):
                 await result

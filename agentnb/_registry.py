@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,10 +47,9 @@ def agent(
         key = name or getattr(f, "__name__", None) or type(f).__name__
         doc = description if description is not None else (f.__doc__ or "").strip()
         _registry[key] = AgentInfo(key, f, doc.splitlines()[0] if doc else "")
-        try:
+        # A bound method cannot take the attribute; the registry still has it.
+        with contextlib.suppress(AttributeError, TypeError):
             setattr(f, _NAME_ATTR, key)
-        except (AttributeError, TypeError):  # e.g. a bound method: the registry still has it
-            pass
         return f
 
     return register(fn) if fn is not None else register

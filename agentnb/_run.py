@@ -20,6 +20,7 @@ Design, in short:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -70,8 +71,17 @@ class Outlet:
     runs on the loop the outlet was made on.
     """
 
-    __slots__ = ("buffer", "closed", "lock", "loop", "loop_thread", "maxsize", "owner_id",
-                 "space", "waiter")
+    __slots__ = (
+        "buffer",
+        "closed",
+        "lock",
+        "loop",
+        "loop_thread",
+        "maxsize",
+        "owner_id",
+        "space",
+        "waiter",
+    )
 
     def __init__(self, owner_id: str, lock: threading.Lock, maxsize: int = 0) -> None:
         self.owner_id = owner_id
@@ -94,10 +104,9 @@ class Outlet:
             if not waiter.done():
                 waiter.set_result(None)
         else:
-            try:
+            # RuntimeError: the loop is closed, nobody is left to wake.
+            with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(_resolve, waiter)
-            except RuntimeError:  # the loop is closed: nobody is left to wake
-                pass
 
     async def wait(self) -> None:
         """Return once the buffer is non-empty."""
@@ -185,7 +194,7 @@ class Run:
         self._agent = agent
         self._args = args
         self._kwargs = kwargs
-        self._lock = parent._lock if parent else threading.Lock()
+        self._lock: threading.Lock = parent._lock if parent else threading.Lock()
         self._seq = 0
         self._closed = False
         self._outlets: tuple[Outlet, ...] = ()
@@ -287,7 +296,9 @@ class Run:
             outlet = Outlet(self.id, self._lock, delivery.maxsize)
             own.append(outlet)
             self._feeders.append(
-                self._loop.create_task(_feed(self, outlet, delivery), name=f"agentnb feed {delivery.label}")
+                self._loop.create_task(
+                    _feed(self, outlet, delivery), name=f"agentnb feed {delivery.label}"
+                )
             )
         self._own_outlets = own
         parent = self.parent
@@ -296,7 +307,9 @@ class Run:
         if parent is not None:
             parent._children.add(self)
         self.status = "running"
-        self._task = self._loop.create_task(self._drive(), name=f"agentnb run {'/'.join(self.path)}")
+        self._task = self._loop.create_task(
+            self._drive(), name=f"agentnb run {'/'.join(self.path)}"
+        )
 
     async def _drive(self) -> None:
         token = _current_run.set(self)
@@ -308,13 +321,15 @@ class Run:
                 reason = self._stop_reason or (str(exc.args[0]) if exc.args else "") or "cancelled"
                 self._finish("cancelled", Cancelled(reason))
                 raise
-            except BaseException as exc:  # noqa: BLE001 (reported as the Error event, re-raised by wait())
+            except BaseException as exc:  # reported as the Error event, re-raised by wait()
                 await self._end_children()
                 self.exception = exc
                 self._finish(
                     "error",
                     Error(
-                        f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+                        f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix(
+                            "builtins."
+                        ),
                         str(exc),
                         "".join(traceback.format_exception(exc)),
                     ),
@@ -454,7 +469,9 @@ async def _drain_async_gen(gen: AsyncIterator[Any]) -> str | None:
     return "".join(parts) if parts else None
 
 
-def _drain_gen(run: Run, agent: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+def _drain_gen(
+    run: Run, agent: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str | None:
     parts: list[str] = []
     for item in agent(*args, **kwargs):
         run.emit(item)
@@ -481,7 +498,7 @@ async def _feed(run: Run, outlet: Outlet, delivery: Delivery) -> None:
                         result = send(event)
                         if delivery.send_is_async:
                             await result  # type: ignore[misc]
-                    except Exception as exc:  # noqa: BLE001 (reported, other sinks go on)
+                    except Exception as exc:  # reported; the other sinks go on
                         failed = True
                         _report_sink_error(run, delivery, exc, event)
                 if event.terminal and event.run_id == outlet.owner_id:
@@ -491,7 +508,7 @@ async def _feed(run: Run, outlet: Outlet, delivery: Delivery) -> None:
         if delivery.close is not None:
             try:
                 await call_maybe_async(delivery.close)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 _report_sink_error(run, delivery, exc, None)
 
 
@@ -594,4 +611,3 @@ async def run(
     cancels the run (its Cancelled event is delivered first).
     """
     return await _start(agent, args, kwargs, sink=sink, name=name).wait()
-

@@ -29,7 +29,7 @@ __all__ = ["Sink", "SinkLike"]
 class Sink(Protocol):
     """Anything with ``send(event)``; see the module docstring for the optional parts."""
 
-    def send(self, event: Event, /) -> None | Awaitable[None]: ...
+    def send(self, event: Event, /) -> Awaitable[None] | None: ...
 
 
 SinkLike: TypeAlias = Sink | Callable[[Event], object]

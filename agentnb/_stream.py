@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -112,10 +113,8 @@ class RunStream:
     def __del__(self) -> None:
         run = self._run
         if run is not None and not run.done:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
                 run.cancel("the stream's consumer stopped listening")
-            except RuntimeError:  # the loop is already closed
-                pass
 
 
 def stream(
