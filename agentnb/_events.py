@@ -242,14 +242,29 @@ class TextChunk(Event):
     text: str
 
 
+def _slot_setter(cls: type, name: str) -> Any:
+    """The raw slot setter (skips the frozen dataclass's __setattr__; for fresh objects only)."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name].__set__
+    raise AttributeError(name)
+
+
+_set_text = _slot_setter(TextChunk, "text")
+_set_run_id = _slot_setter(TextChunk, "run_id")
+_set_seq = _slot_setter(TextChunk, "seq")
+_set_path = _slot_setter(TextChunk, "path")
+_set_ts = _slot_setter(TextChunk, "ts")
+
+
 def make_text_chunk(text: str, run_id: str, seq: int, path: tuple[str, ...], ts: float) -> Event:
     """The emit fast path for a str: a stamped TextChunk without __init__ overhead."""
     new = _new(TextChunk)
-    _set(new, "text", text)
-    _set(new, "run_id", run_id)
-    _set(new, "seq", seq)
-    _set(new, "path", path)
-    _set(new, "ts", ts)
+    _set_text(new, text)
+    _set_run_id(new, run_id)
+    _set_seq(new, seq)
+    _set_path(new, path)
+    _set_ts(new, ts)
     return new
 
 
