@@ -310,6 +310,16 @@ class Run:
         self._task = self._loop.create_task(
             self._drive(), name=f"agentnb run {'/'.join(self.path)}"
         )
+        self._task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """Backstop: a task cancelled before its first step never ran ``_drive``."""
+        if self._closed:
+            return
+        self._finish("cancelled", Cancelled(self._stop_reason or "cancelled before it started"))
+        self._agent = self._args = self._kwargs = None  # type: ignore[assignment]
+        if self.parent is not None:
+            self.parent._children.discard(self)
 
     async def _drive(self) -> None:
         token = _current_run.set(self)
