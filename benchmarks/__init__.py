@@ -1,0 +1,1 @@
+"""agentnb's benchmarks: each prints a ratio against a baseline measured in the same process."""
