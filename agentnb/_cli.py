@@ -14,6 +14,8 @@ from ._registry import get_agent, list_agents
 from ._sinks import SinkLike
 from ._sync import run_sync
 
+__all__ = ["main"]
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agentnb", description="Watch AI agents work.")

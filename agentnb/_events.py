@@ -11,6 +11,10 @@ JSON form (used by every transport; ``Event.from_json(e.to_json()) == e``)::
 
 ``kind`` names the class; a custom event's kind is its own name. The remaining
 keys are the class's payload fields.
+
+Events are slotted classes whose fields are read-only properties: building one
+is the hottest line of ``emit`` (a frozen dataclass costs five times as much),
+and assigning to a field raises ``AttributeError`` just the same.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias, TypedDict, TypeVar, overload
 
 from ._exceptions import InvalidEvent
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = [
     "JSON",
@@ -31,6 +38,7 @@ __all__ = [
     "Done",
     "Error",
     "Event",
+    "Stamps",
     "Status",
     "TextChunk",
     "ToolCall",
@@ -40,10 +48,37 @@ __all__ = [
 JSON: TypeAlias = "bool | int | float | str | Sequence[JSON] | Mapping[str, JSON] | None"
 """A JSON value. Events store plain dicts and lists; tuples are accepted and become lists."""
 
+_T = TypeVar("_T")
 _new = object.__new__
-_set = object.__setattr__
-_STAMPS = ("run_id", "seq", "path", "ts")
 _CUSTOM_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
+
+
+if TYPE_CHECKING:
+
+    class _Field(Generic[_T]):
+        """Static type of a read-only event field (at run time a ``property``)."""
+
+        @overload
+        def __get__(self, obj: None, owner: type[Any]) -> _Field[_T]: ...
+        @overload
+        def __get__(self, obj: object, owner: type[Any]) -> _T: ...
+        def __get__(self, obj: object, owner: type[Any]) -> _T | _Field[_T]: ...
+
+
+def _field(name: str, doc: str = "") -> Any:
+    return property(attrgetter("_" + name), doc=doc or None)
+
+
+class Stamps(TypedDict, total=False):
+    """The keyword arguments every event takes besides its own fields (``emit`` fills them)."""
+
+    run_id: str
+    seq: int
+    path: tuple[str, ...]
+    ts: float
+
+
+# -- payload checks -------------------------------------------------------------
 
 
 def to_json_value(value: object, where: str) -> JSON:
@@ -108,11 +143,18 @@ def _short_repr(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_str(owner: str, name: str, value: object) -> None:
+def _str(value: object, where: str) -> str:
     if type(value) is not str:
         raise InvalidEvent(
-            f"{owner}.{name} must be a str, got {type(value).__name__} ({_short_repr(value)})."
+            f"{where} must be a str, got {type(value).__name__} ({_short_repr(value)})."
         )
+    return value
+
+
+def _bool(value: object, where: str) -> bool:
+    if type(value) is not bool:
+        raise InvalidEvent(f"{where} must be a bool, got {_short_repr(value)}.")
+    return value
 
 
 def new_call_id() -> str:
@@ -120,92 +162,136 @@ def new_call_id() -> str:
     return os.urandom(6).hex()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# -- the events -----------------------------------------------------------------
+
+
 class Event:
     """Base class of all events.
 
-    The four stamp fields are filled in by ``emit``: ``run_id`` (the run that
-    emitted it), ``seq`` (0, 1, 2, ... per run, without gaps), ``path`` (the
-    names of the enclosing runs, outermost first, ending with this run's) and
-    ``ts`` (seconds since the epoch).
+    The four stamps are filled in by ``emit``: ``run_id`` (the run that emitted
+    it), ``seq`` (0, 1, 2, ... per run, without gaps), ``path`` (the names of the
+    enclosing runs, outermost first, ending with this run's) and ``ts`` (seconds
+    since the epoch). An event nobody emitted has ``seq == -1``.
     """
 
+    __slots__ = ("_path", "_run_id", "_seq", "_ts")
+
     kind: ClassVar[str] = "event"
+    """The event's kind in its JSON form (``"text"``, ``"tool_call"``, ...)."""
     terminal: ClassVar[bool] = False
     """True for Done, Error and Cancelled: the last event of a run."""
-    _json_fields: ClassVar[tuple[str, ...]] = ()
+    _fields: ClassVar[tuple[str, ...]] = ()  # payload field names, in order
     _kinds: ClassVar[dict[str, type[Event]]] = {}  # filled at the end of this module
 
-    run_id: str = ""
-    seq: int = -1
-    path: tuple[str, ...] = ()
-    ts: float = 0.0
+    run_id: _Field[str] = _field("run_id", "The id of the run that emitted the event.")
+    seq: _Field[int] = _field("seq", "Position in its run: 0, 1, 2, ... without gaps.")
+    path: _Field[tuple[str, ...]] = _field("path", "Run names, outermost first.")
+    ts: _Field[float] = _field("ts", "When it was emitted, in seconds since the epoch.")
 
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        for f in fields(self):
-            if f.name in _STAMPS:
-                continue
-            value = getattr(self, f.name)
-            if f.name in self._json_fields:
-                _set(self, f.name, to_json_value(value, f"{owner}.{f.name}"))
-            elif f.type == "str":
-                _check_str(owner, f.name, value)
-            elif f.type == "bool" and type(value) is not bool:
-                raise InvalidEvent(f"{owner}.{f.name} must be a bool, got {_short_repr(value)}.")
+    _run_id: str
+    _seq: int
+    _path: tuple[str, ...]
+    _ts: float
+
+    def _set_stamps(
+        self, run_id: str = "", seq: int = -1, path: tuple[str, ...] = (), ts: float = 0.0
+    ) -> None:
+        name = type(self).__name__
+        self._run_id = _str(run_id, f"{name}.run_id")
+        if type(seq) is not int:
+            raise InvalidEvent(f"{name}.seq must be an int, got {_short_repr(seq)}.")
+        self._seq = seq
+        if type(path) is not tuple or not all(type(p) is str for p in path):
+            raise InvalidEvent(f"{name}.path must be a tuple of str, got {_short_repr(path)}.")
+        self._path = path
+        if type(ts) is not float:
+            if type(ts) is not int:
+                raise InvalidEvent(f"{name}.ts must be a float, got {_short_repr(ts)}.")
+            ts = float(ts)
+        if not math.isfinite(ts):
+            raise InvalidEvent(f"{name}.ts must be a finite number of seconds, got {ts!r}.")
+        self._ts = ts
 
     @property
     def stamped(self) -> bool:
         """Whether ``emit`` has stamped this event with its run."""
-        return self.seq >= 0
+        return self._seq >= 0
 
     def payload(self) -> dict[str, JSON]:
         """The event's own fields (everything but kind and the stamps)."""
-        return {
-            f.name: getattr(self, f.name)  # payload fields hold JSON values only
-            for f in fields(self)
-            if f.name not in _STAMPS
-        }
+        return {name: getattr(self, "_" + name) for name in self._fields}
+
+    def _values(self) -> tuple[object, ...]:
+        own = tuple(getattr(self, "_" + name) for name in self._fields)
+        return (*own, self._run_id, self._seq, self._path, self._ts)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Event)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        own = ", ".join(f"{name}={getattr(self, '_' + name)!r}" for name in self._fields)
+        stamps = f"run_id={self._run_id!r}, seq={self._seq}, path={self._path!r}, ts={self._ts!r}"
+        return f"{type(self).__name__}({own + ', ' if own else ''}{stamps})"
 
     def to_dict(self) -> dict[str, JSON]:
         """The JSON form as a dict: kind, run_id, seq, path, ts, then the payload."""
         out: dict[str, JSON] = {
             "kind": self.kind,
-            "run_id": self.run_id,
-            "seq": self.seq,
-            "path": list(self.path),
-            "ts": self.ts,
+            "run_id": self._run_id,
+            "seq": self._seq,
+            "path": list(self._path),
+            "ts": self._ts,
         }
         out.update(self.payload())
         return out
 
     def to_json(self) -> str:
-        """The event as one line of compact JSON (UTF-8 text, no newline inside)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """The event as one line of compact JSON (UTF-8 text, no newline inside).
+
+        Text is written as is, except that a string holding a lone surrogate
+        (which UTF-8 cannot encode) makes the line fall back to \\u escapes.
+        """
+        data = self.to_dict()
+        line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                line = json.dumps(data, separators=(",", ":"))
+        return line
 
     @staticmethod
-    def from_dict(data: dict[str, Any]) -> Event:
+    def from_dict(data: Mapping[str, Any]) -> Event:
         """Rebuild an event from its JSON form; an unknown kind becomes a Custom event."""
-        if not isinstance(data, dict):
+        if not isinstance(data, Mapping):
             raise InvalidEvent(f"an event's JSON form is an object, got {_short_repr(data)}")
         try:
             kind = data["kind"]
-            stamps = {
+            path = data["path"]
+            if not isinstance(path, list | tuple):
+                raise TypeError(f"path must be a list of run names, got {_short_repr(path)}")
+            stamps: Stamps = {
                 "run_id": data["run_id"],
                 "seq": data["seq"],
-                "path": tuple(data["path"]),
-                "ts": float(data["ts"]),
+                "path": tuple(path),
+                "ts": data["ts"],
             }
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError) as exc:
             raise InvalidEvent(
                 f"not an agentnb event: {exc!r} in {_short_repr(data)}; an event's JSON form "
                 "has kind, run_id, seq, path and ts"
             ) from None
         payload = {k: v for k, v in data.items() if k not in stamps and k != "kind"}
-        cls = Event._kinds.get(kind)
+        cls: Callable[..., Event] | None = Event._kinds.get(kind) if isinstance(kind, str) else None
         try:
             if cls is None:
-                return Custom(kind, payload.get("data"), **stamps)
+                return Custom(_str(kind, "kind"), payload.get("data"), **stamps)
             return cls(**payload, **stamps)
         except TypeError as exc:
             if isinstance(exc, InvalidEvent):
@@ -219,95 +305,123 @@ class Event:
             data = json.loads(text)
         except ValueError as exc:
             raise InvalidEvent(f"not JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidEvent("not an agentnb event: the JSON is nested too deeply") from None
         return Event.from_dict(data)
 
     def _stamped(self, run_id: str, seq: int, path: tuple[str, ...], ts: float) -> Event:
         """A copy of this event carrying the given stamps (no re-validation)."""
         new = _new(type(self))
-        for name in self.__slots__:
-            if name not in _STAMPS:
-                _set(new, name, getattr(self, name))
-        _set(new, "run_id", run_id)
-        _set(new, "seq", seq)
-        _set(new, "path", path)
-        _set(new, "ts", ts)
+        for name in self._fields:
+            slot = "_" + name
+            setattr(new, slot, getattr(self, slot))
+        new._run_id = run_id
+        new._seq = seq
+        new._path = path
+        new._ts = ts
         return new
 
 
-@dataclass(frozen=True, slots=True)
 class TextChunk(Event):
     """A piece of the agent's streamed text. ``emit("...")`` makes one."""
 
-    kind: ClassVar[str] = "text"
-    text: str
+    __slots__ = ("_text",)
+    __match_args__ = ("text",)
+    kind = "text"
+    _fields = ("text",)
+    text: _Field[str] = _field("text")
+
+    def __init__(self, text: str, **stamps: Unpack[Stamps]) -> None:
+        self._text = _str(text, "TextChunk.text")
+        self._set_stamps(**stamps)
 
 
-def _slot_setter(cls: type, name: str) -> Any:
-    """The raw slot setter (skips the frozen dataclass's __setattr__; for fresh objects only)."""
-    for klass in cls.__mro__:
-        if name in klass.__dict__:
-            return klass.__dict__[name].__set__
-    raise AttributeError(name)
-
-
-_set_text = _slot_setter(TextChunk, "text")
-_set_run_id = _slot_setter(TextChunk, "run_id")
-_set_seq = _slot_setter(TextChunk, "seq")
-_set_path = _slot_setter(TextChunk, "path")
-_set_ts = _slot_setter(TextChunk, "ts")
-
-
-def make_text_chunk(text: str, run_id: str, seq: int, path: tuple[str, ...], ts: float) -> Event:
-    """The emit fast path for a str: a stamped TextChunk without __init__ overhead."""
-    new = _new(TextChunk)
-    _set_text(new, text)
-    _set_run_id(new, run_id)
-    _set_seq(new, seq)
-    _set_path(new, path)
-    _set_ts(new, ts)
+def make_text_chunk(
+    text: str, run_id: str, seq: int, path: tuple[str, ...], ts: float
+) -> TextChunk:
+    """The emit fast path for a str: a stamped TextChunk, built without any checks."""
+    new: TextChunk = _new(TextChunk)
+    new._text = text
+    new._run_id = run_id
+    new._seq = seq
+    new._path = path
+    new._ts = ts
     return new
 
 
-@dataclass(frozen=True, slots=True)
 class Status(Event):
     """What the agent is doing now, e.g. ``Status("searching the web")``."""
 
-    kind: ClassVar[str] = "status"
-    message: str
+    __slots__ = ("_message",)
+    __match_args__ = ("message",)
+    kind = "status"
+    _fields = ("message",)
+    message: _Field[str] = _field("message")
+
+    def __init__(self, message: str, **stamps: Unpack[Stamps]) -> None:
+        self._message = _str(message, "Status.message")
+        self._set_stamps(**stamps)
 
 
-@dataclass(frozen=True, slots=True)
 class ToolCall(Event):
-    """The agent calls a tool. Pass ``call_id`` to the matching ToolResult."""
+    """The agent calls a tool. Pass ``call_id`` on to the matching ToolResult."""
 
-    kind: ClassVar[str] = "tool_call"
-    _json_fields: ClassVar[tuple[str, ...]] = ("args",)
-    name: str
-    args: Mapping[str, JSON] = field(default_factory=dict)
-    call_id: str = field(default_factory=new_call_id)
+    __slots__ = ("_args", "_call_id", "_name")
+    __match_args__ = ("name", "args", "call_id")
+    kind = "tool_call"
+    _fields = ("name", "args", "call_id")
+    name: _Field[str] = _field("name")
+    args: _Field[dict[str, JSON]] = _field("args", "The call's arguments (a JSON object).")
+    call_id: _Field[str] = _field(
+        "call_id", "Ties the call to its ToolResult (random if not given)."
+    )
 
-    def __post_init__(self) -> None:
-        Event.__post_init__(self)
-        if not isinstance(self.args, dict):
+    def __init__(
+        self,
+        name: str,
+        args: Mapping[str, JSON] | None = None,
+        call_id: str | None = None,
+        **stamps: Unpack[Stamps],
+    ) -> None:
+        self._name = _str(name, "ToolCall.name")
+        if args is None:
+            args = {}
+        elif not isinstance(args, Mapping):
             raise InvalidEvent(
-                "ToolCall.args must be a dict of the call's arguments, "
-                f"got {_short_repr(self.args)}."
+                f"ToolCall.args must be a dict of the call's arguments, got {_short_repr(args)}."
             )
+        self._args: dict[str, JSON] = to_json_value(dict(args), "ToolCall.args")  # type: ignore[assignment]
+        self._call_id = new_call_id() if call_id is None else _str(call_id, "ToolCall.call_id")
+        self._set_stamps(**stamps)
 
 
-@dataclass(frozen=True, slots=True)
 class ToolResult(Event):
     """What a tool returned (or, with ``is_error=True``, how it failed)."""
 
-    kind: ClassVar[str] = "tool_result"
-    _json_fields: ClassVar[tuple[str, ...]] = ("result",)
-    name: str
-    result: JSON = None
-    call_id: str = ""
-    is_error: bool = False
+    __slots__ = ("_call_id", "_is_error", "_name", "_result")
+    __match_args__ = ("name", "result", "call_id", "is_error")
+    kind = "tool_result"
+    _fields = ("name", "result", "call_id", "is_error")
+    name: _Field[str] = _field("name")
+    result: _Field[JSON] = _field("result")
+    call_id: _Field[str] = _field("call_id")
+    is_error: _Field[bool] = _field("is_error")
+
+    def __init__(
+        self,
+        name: str,
+        result: JSON = None,
+        call_id: str = "",
+        is_error: bool = False,
+        **stamps: Unpack[Stamps],
+    ) -> None:
+        self._name = _str(name, "ToolResult.name")
+        self._result = to_json_value(result, "ToolResult.result")
+        self._call_id = _str(call_id, "ToolResult.call_id")
+        self._is_error = _bool(is_error, "ToolResult.is_error")
+        self._set_stamps(**stamps)
 
 
-@dataclass(frozen=True, slots=True)
 class Custom(Event):
     """An event of a kind you name, carrying any JSON data.
 
@@ -315,60 +429,85 @@ class Custom(Event):
     ``{"kind": "progress", ..., "data": {"done": 3, "of": 10}}``.
     """
 
-    _json_fields: ClassVar[tuple[str, ...]] = ("data",)
-    name: str
-    data: JSON = None
+    __slots__ = ("_data", "_name")
+    __match_args__ = ("name", "data")
+    _fields = ("name", "data")
+    name: _Field[str] = _field("name")
+    data: _Field[JSON] = _field("data")
 
-    def __post_init__(self) -> None:
-        Event.__post_init__(self)
-        if not self.name or not set(self.name) <= _CUSTOM_NAME_CHARS:
+    def __init__(self, name: str, data: JSON = None, **stamps: Unpack[Stamps]) -> None:
+        name = _str(name, "Custom.name")
+        if not name or not set(name) <= _CUSTOM_NAME_CHARS:
             raise InvalidEvent(
-                f"a custom event's name must be non-empty and use only letters, digits and "
-                f"_ . : -, got {self.name!r}"
+                "a custom event's name must be non-empty and use only letters, digits and "
+                f"_ . : -, got {name!r}"
             )
-        if self.name in Event._kinds:
+        if name in Event._kinds:
             raise InvalidEvent(
-                f"{self.name!r} is a built-in event kind; use "
-                f"agentnb.{Event._kinds[self.name].__name__} for it, or pick another name "
-                "for your custom event."
+                f"{name!r} is a built-in event kind; use agentnb.{Event._kinds[name].__name__} "
+                "for it, or pick another name for your custom event."
             )
+        self._name = name
+        self._data = to_json_value(data, "Custom.data")
+        self._set_stamps(**stamps)
 
     @property
     def kind(self) -> str:  # type: ignore[override]
-        return self.name
+        return self._name
 
     def payload(self) -> dict[str, JSON]:
-        return {"data": self.data}
+        return {"data": self._data}
 
 
-@dataclass(frozen=True, slots=True)
 class Done(Event):
     """Terminal: the agent returned. ``result`` is its value's JSON form (or its repr)."""
 
-    kind: ClassVar[str] = "done"
-    terminal: ClassVar[bool] = True
-    _json_fields: ClassVar[tuple[str, ...]] = ("result",)
-    result: JSON = None
+    __slots__ = ("_result",)
+    __match_args__ = ("result",)
+    kind = "done"
+    terminal = True
+    _fields = ("result",)
+    result: _Field[JSON] = _field("result")
+
+    def __init__(self, result: JSON = None, **stamps: Unpack[Stamps]) -> None:
+        self._result = to_json_value(result, "Done.result")
+        self._set_stamps(**stamps)
 
 
-@dataclass(frozen=True, slots=True)
 class Error(Event):
     """Terminal: the agent raised. ``type`` is the exception's qualified class name."""
 
-    kind: ClassVar[str] = "error"
-    terminal: ClassVar[bool] = True
-    type: str
-    message: str
-    traceback: str = ""
+    __slots__ = ("_message", "_traceback", "_type")
+    __match_args__ = ("type", "message", "traceback")
+    kind = "error"
+    terminal = True
+    _fields = ("type", "message", "traceback")
+    type: _Field[str] = _field("type")
+    message: _Field[str] = _field("message")
+    traceback: _Field[str] = _field("traceback")
+
+    def __init__(
+        self, type: str, message: str, traceback: str = "", **stamps: Unpack[Stamps]
+    ) -> None:
+        self._type = _str(type, "Error.type")
+        self._message = _str(message, "Error.message")
+        self._traceback = _str(traceback, "Error.traceback")
+        self._set_stamps(**stamps)
 
 
-@dataclass(frozen=True, slots=True)
 class Cancelled(Event):
     """Terminal: the run was cancelled before its agent finished."""
 
-    kind: ClassVar[str] = "cancelled"
-    terminal: ClassVar[bool] = True
-    reason: str = ""
+    __slots__ = ("_reason",)
+    __match_args__ = ("reason",)
+    kind = "cancelled"
+    terminal = True
+    _fields = ("reason",)
+    reason: _Field[str] = _field("reason")
+
+    def __init__(self, reason: str = "", **stamps: Unpack[Stamps]) -> None:
+        self._reason = _str(reason, "Cancelled.reason")
+        self._set_stamps(**stamps)
 
 
 Event._kinds.update(

@@ -219,7 +219,9 @@ class Run:
         has ended.
         """
         if type(event) is str:
-            with self._lock:
+            lock = self._lock
+            lock.acquire()  # not `with`: this is the hottest path, and acquire() is faster
+            try:
                 if self._closed:
                     raise RunClosed(self.id, self.path, self.status)
                 seq = self._seq
@@ -230,6 +232,11 @@ class Run:
                         outlet.buffer.append(stamped)
                         if outlet.waiter is not None:
                             outlet.wake()
+            finally:
+                lock.release()
+            return
+        if isinstance(event, str):  # a str subclass, e.g. a StrEnum member
+            self.emit(str.__str__(event))
             return
         self._emit_event(_checked(event))
 
@@ -324,44 +331,56 @@ class Run:
     async def _drive(self) -> None:
         token = _current_run.set(self)
         try:
+            status: RunStatus
+            event: Event
             try:
                 value = await _invoke(self._agent, self._args, self._kwargs)
             except asyncio.CancelledError as exc:
-                await self._end_children()
                 reason = self._stop_reason or (str(exc.args[0]) if exc.args else "") or "cancelled"
-                self._finish("cancelled", Cancelled(reason))
-                raise
+                status, event = "cancelled", Cancelled(reason)
             except BaseException as exc:  # reported as the Error event, re-raised by wait()
-                await self._end_children()
                 self.exception = exc
-                self._finish(
-                    "error",
-                    Error(
-                        f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix(
-                            "builtins."
-                        ),
-                        str(exc),
-                        "".join(traceback.format_exception(exc)),
-                    ),
-                )
+                status, event = "error", _error_event(exc)
             else:
-                await self._end_children()
                 self.result = value
-                self._finish("done", Done(_result_json(value)))
+                status, event = "done", Done(_result_json(value))
+            if await self._end_children() and status == "done":
+                # cancel() said yes while the children were ending: honour it.
+                status, event = "cancelled", Cancelled(self._stop_reason or "cancelled")
+            self._finish(status, event)
+            if status == "cancelled":
+                raise asyncio.CancelledError(self._stop_reason)
         finally:
             _current_run.reset(token)
             self._agent = self._args = self._kwargs = None  # type: ignore[assignment]
             if self.parent is not None:
                 self.parent._children.discard(self)
 
-    async def _end_children(self) -> None:
-        """Structured concurrency: a run ends after its child runs, never before."""
-        live = [c for c in self._children if c._task is not None and not c._task.done()]
-        for child in live:
-            child.cancel(f"parent run {self.name} ended")
-        for child in live:
-            if child._loop is self._loop and child._task is not None:
-                await asyncio.wait([child._task])
+    async def _end_children(self) -> bool:
+        """Structured concurrency: a run ends after its child runs, never before.
+
+        Children still running (started with ``start()`` and never awaited) are
+        cancelled and waited for. A cancel arriving meanwhile does not cut this
+        short (the parent's terminal event must come after its children's); the
+        return value says whether one arrived.
+        """
+        interrupted = False
+        asked: set[Run] = set()
+        while True:
+            live = [c for c in self._children if c._task is not None and not c._task.done()]
+            for child in live:
+                if child not in asked:  # once: a second cancel would cut its clean-up short
+                    asked.add(child)
+                    child.cancel(f"parent run {self.name} ended")
+            # A child on another thread's loop is told to stop but cannot be awaited
+            # here; its later events no longer reach this run's (closed) sinks.
+            local = [c._task for c in live if c._loop is self._loop and c._task is not None]
+            if not local:
+                return interrupted
+            try:
+                await asyncio.wait(local)
+            except asyncio.CancelledError:
+                interrupted = True
 
     def _finish(self, status: RunStatus, event: Event) -> None:
         self.status = status
@@ -371,20 +390,19 @@ class Run:
         """Wait for the run and its sinks to finish; return the agent's value.
 
         Re-raises the agent's exception; raises ``RunCancelled`` if the run was
-        stopped with ``cancel()``. Cancelling the waiting task cancels the run.
+        stopped with ``cancel()``. Cancelling the waiting task cancels the run
+        (and raises ``CancelledError`` once the sinks have its Cancelled event).
         """
         task = self._task
         if task is None:
             raise RuntimeError("this run has not been started")
         me = asyncio.current_task()
         cancels_before = me.cancelling() if me is not None else 0
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # ours or the run's: see below
             await task
-        except asyncio.CancelledError:
-            if me is not None and me.cancelling() > cancels_before:
-                await self._drain(force_on_cancel=True)
-                raise
-        await self._drain(force_on_cancel=True)
+        if not self._closed:  # the task ended before its done-callback ran
+            self._task_done(task)
+        await self._drain()
         if me is not None and me.cancelling() > cancels_before:
             raise asyncio.CancelledError
         return self.outcome()
@@ -400,22 +418,34 @@ class Run:
             raise RunCancelled(self.id, self._stop_reason)
         raise RuntimeError(f"{self!r} has not ended yet")
 
-    async def _drain(self, *, force_on_cancel: bool) -> None:
-        """Wait until every sink of this run has been fed the terminal event."""
-        if not self._feeders:
-            return
+    async def _drain(self) -> None:
+        """Wait until every sink of this run has been fed its last event.
+
+        A cancel while waiting does not drop events: delivery goes on and the
+        cancel is re-raised after it. A second cancel stops the sinks where they are.
+        """
         pending = [f for f in self._feeders if not f.done()]
         if not pending:
             return
-        gathered = asyncio.gather(*pending, return_exceptions=True)
-        try:
-            await asyncio.shield(gathered)
-        except asyncio.CancelledError:
-            if force_on_cancel:
-                for feeder in pending:
-                    feeder.cancel()
+        cancelled = False
+        while True:
+            try:
                 await asyncio.wait(pending)
-            raise
+                break
+            except asyncio.CancelledError:
+                if cancelled:
+                    for feeder in pending:
+                        feeder.cancel()
+                    await asyncio.wait(pending)
+                    raise
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+
+def _error_event(exc: BaseException) -> Error:
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    return Error(name, str(exc), "".join(traceback.format_exception(exc)))
 
 
 def _checked(event: object) -> Event:
@@ -506,8 +536,8 @@ async def _feed(run: Run, outlet: Outlet, delivery: Delivery) -> None:
                 if not failed:
                     try:
                         result = send(event)
-                        if delivery.send_is_async:
-                            await result  # type: ignore[misc]
+                        if result is not None and inspect.isawaitable(result):
+                            await result
                     except Exception as exc:  # reported; the other sinks go on
                         failed = True
                         _report_sink_error(run, delivery, exc, event)

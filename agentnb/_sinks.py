@@ -41,7 +41,6 @@ class Delivery:
 
     sink: object
     send: Callable[[Event], object]
-    send_is_async: bool
     close: Callable[[], object] | None
     maxsize: int
 
@@ -53,13 +52,6 @@ class Delivery:
 def _label(sink: object) -> str:
     name = getattr(sink, "__qualname__", None) or type(sink).__qualname__
     return f"{name} at {id(sink):#x}"
-
-
-def _is_async(fn: object) -> bool:
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 (an object with async __call__)
-    return call is not None and inspect.iscoroutinefunction(call)
 
 
 def delivery_for(sink: object) -> Delivery:
@@ -79,7 +71,6 @@ def delivery_for(sink: object) -> Delivery:
     return Delivery(
         sink=sink,
         send=send,
-        send_is_async=_is_async(send),
         close=close if callable(close) else None,
         maxsize=maxsize,
     )

@@ -81,7 +81,7 @@ class RunStream:
                 return event
             if self._ended:
                 self._closed = True
-                await run._drain(force_on_cancel=True)
+                await run._drain()
                 if run.status == "error":
                     run.outcome()  # raises the agent's exception
                 raise StopAsyncIteration
@@ -95,7 +95,7 @@ class RunStream:
             return
         run.cancel("the stream's consumer stopped listening")
         await asyncio.wait([run._task])
-        await run._drain(force_on_cancel=True)
+        await run._drain()
 
     async def __aenter__(self) -> RunStream:
         if self._run is None:
