@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ._console import ConsoleSink
-from ._exceptions import RunCancelled, UnknownAgent
+from ._exceptions import InvalidEvent, RunCancelled, UnknownAgent
 from ._record import JsonlRecorder, replay
 from ._registry import get_agent, list_agents
 from ._sinks import SinkLike
@@ -38,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import demo as _demo  # noqa: F401  (registers the demo agents)
 
     if args.command == "replay":
-        asyncio.run(replay(args.file, ConsoleSink(), timing=args.timing, speed=args.speed))
+        try:
+            asyncio.run(replay(args.file, ConsoleSink(), timing=args.timing, speed=args.speed))
+        except (OSError, InvalidEvent, ValueError) as exc:
+            print(f"agentnb: cannot replay {args.file}: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.list:
         for info in list_agents():

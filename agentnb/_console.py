@@ -80,7 +80,7 @@ class ConsoleSink:
         if isinstance(event, TextChunk):
             out = self.file
             if event.path != self._text_path:
-                if self._mid_line or (self._text_path is not None):
+                if self._mid_line:
                     out.write("\n")
                 label = self._label(event)
                 if label:

@@ -107,17 +107,19 @@ def _copy_json(value: object, where: str) -> JSON:
                 f"{where} is {value!r}, which JSON cannot carry; send None or a string instead."
             )
         return value  # type: ignore[return-value]
-    if kind is dict:
+    if kind is dict or isinstance(value, Mapping):
         out: dict[str, JSON] = {}
         for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) is not str:
-                raise InvalidEvent(
-                    f"{where} has the key {key!r} of type {type(key).__name__}; JSON object "
-                    "keys must be str, so convert the key with str() first."
-                )
+                if not isinstance(key, str):
+                    raise InvalidEvent(
+                        f"{where} has the key {key!r} of type {type(key).__name__}; JSON object "
+                        "keys must be str, so convert the key with str() first."
+                    )
+                key = str.__str__(key)  # a StrEnum member, say
             out[key] = _copy_json(item, f"{where}[{key!r}]")
         return out
-    if kind is list or kind is tuple:
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
         items: Sequence[object] = value  # type: ignore[assignment]
         return [_copy_json(item, f"{where}[{i}]") for i, item in enumerate(items)]
     if isinstance(value, str):
@@ -145,6 +147,8 @@ def _short_repr(value: object) -> str:
 
 def _str(value: object, where: str) -> str:
     if type(value) is not str:
+        if isinstance(value, str):  # a StrEnum member, say: keep its plain value
+            return str.__str__(value)
         raise InvalidEvent(
             f"{where} must be a str, got {type(value).__name__} ({_short_repr(value)})."
         )
@@ -192,6 +196,12 @@ class Event:
     _seq: int
     _path: tuple[str, ...]
     _ts: float
+
+    def __init__(self, **stamps: Unpack[Stamps]) -> None:
+        raise TypeError(
+            "agentnb.Event is the base class; make a TextChunk, Status, ToolCall, ToolResult "
+            "or, for a kind of your own, agentnb.Custom(name, data)."
+        )
 
     def _set_stamps(
         self, run_id: str = "", seq: int = -1, path: tuple[str, ...] = (), ts: float = 0.0
@@ -291,7 +301,10 @@ class Event:
         cls: Callable[..., Event] | None = Event._kinds.get(kind) if isinstance(kind, str) else None
         try:
             if cls is None:
-                return Custom(_str(kind, "kind"), payload.get("data"), **stamps)
+                # A custom kind carries "data"; a kind this version does not know (from a
+                # newer agentnb, say) keeps all its fields as the data, so nothing is lost.
+                custom_data = payload.get("data") if payload.keys() <= {"data"} else payload
+                return Custom(_str(kind, "kind"), custom_data, **stamps)
             return cls(**payload, **stamps)
         except TypeError as exc:
             if isinstance(exc, InvalidEvent):

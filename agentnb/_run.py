@@ -35,6 +35,7 @@ from typing import Any, Literal
 from ._events import (
     JSON,
     Cancelled,
+    Custom,
     Done,
     Error,
     Event,
@@ -372,15 +373,28 @@ class Run:
                 if child not in asked:  # once: a second cancel would cut its clean-up short
                     asked.add(child)
                     child.cancel(f"parent run {self.name} ended")
-            # A child on another thread's loop is told to stop but cannot be awaited
-            # here; its later events no longer reach this run's (closed) sinks.
-            local = [c._task for c in live if c._loop is self._loop and c._task is not None]
-            if not local:
+            ends = [e for e in map(self._end_of, live) if e is not None]
+            if not ends:
                 return interrupted
             try:
-                await asyncio.wait(local)
+                await asyncio.wait(ends)
             except asyncio.CancelledError:
                 interrupted = True
+
+    def _end_of(self, child: Run) -> asyncio.Future[Any] | None:
+        """Something this run's loop can await that completes when *child*'s task has."""
+        task, loop = child._task, child._loop
+        if task is None or loop is None:
+            return None
+        if loop is self._loop:
+            return task
+        # A child on another thread's loop (a sync agent's run_sync sub-agent, say).
+        waiter = asyncio.wait([task])
+        try:
+            return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(waiter, loop))
+        except RuntimeError:  # that loop has closed: the child is over
+            waiter.close()
+            return None
 
     def _finish(self, status: RunStatus, event: Event) -> None:
         self.status = status
@@ -450,6 +464,12 @@ def _error_event(exc: BaseException) -> Error:
 
 def _checked(event: object) -> Event:
     if isinstance(event, Event):
+        if type(event) is not Custom and Event._kinds.get(event.kind) is not type(event):
+            raise InvalidEvent(
+                f"{type(event).__qualname__} is a subclass of an agentnb event, which would not "
+                "read back from its JSON form; emit agentnb.Custom(name, data) for a kind "
+                "of your own."
+            )
         if event.terminal:
             verb = {"done": "return the value", "error": "raise the exception"}.get(
                 event.kind, "let the run be cancelled"

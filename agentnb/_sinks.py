@@ -9,7 +9,9 @@ callable taking the event (``sink=print`` works). Optionally it has ``close()``
 Each sink is fed, in order, from its own queue by its own task, so a slow sink
 stalls neither the agent nor the other sinks. A sink that raises is reported
 (logged on the ``agentnb`` logger and kept in ``Run.sink_errors``), gets no
-further events of that run, and the other sinks keep receiving.
+further events of that run (its ``close()`` is still called), and the other
+sinks keep receiving. Events are shared between sinks: treat their dicts and
+lists as read-only.
 """
 
 from __future__ import annotations
