@@ -263,10 +263,6 @@ class Run:
         """``emit``, then wait while any bounded sink has ``maxsize`` events waiting."""
         self.emit(event)
         bounded = [o for o in self._outlets if o.maxsize and len(o.buffer) > o.maxsize]
-        if not bounded:
-            return
-        loop = self._loop
-        assert loop is not None
         for outlet in bounded:
             if _get_ident() == outlet.loop_thread:
                 await outlet.wait_for_room()
@@ -295,11 +291,14 @@ class Run:
         """True once the terminal event has been emitted."""
         return self._closed
 
-    def _begin(self, sinks: list[Delivery], outlets: Sequence[Outlet] = ()) -> None:
-        """Wire up outlets and feeders and start the agent's task (on the running loop)."""
+    def _begin(self, sinks: list[Delivery], stream_maxsize: int | None = None) -> None:
+        """Wire up outlets and feeders and start the agent's task (on the running loop).
+
+        With *stream_maxsize*, the first outlet has no feeder: ``stream()`` reads it.
+        """
         self._loop = asyncio.get_running_loop()
         self._loop_thread = _get_ident()
-        own = list(outlets)
+        own = [] if stream_maxsize is None else [Outlet(self.id, self._lock, stream_maxsize)]
         for delivery in sinks:
             outlet = Outlet(self.id, self._lock, delivery.maxsize)
             own.append(outlet)
@@ -641,7 +640,7 @@ def _start(
     *,
     sink: SinkLike | Sequence[SinkLike] | None,
     name: str | None,
-    outlets: Sequence[Outlet] = (),
+    stream_maxsize: int | None = None,
 ) -> Run:
     fn = resolve_agent(agent)
     sinks = deliveries(sink)
@@ -651,7 +650,7 @@ def _start(
     if parent is None:
         sinks.extend(deliveries(list(_ambient_sinks.get())))
     run = Run(fn, args, kwargs, name=name, parent=parent)
-    run._begin(sinks, outlets)
+    run._begin(sinks, stream_maxsize)
     return run
 
 

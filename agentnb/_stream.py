@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -52,11 +51,8 @@ class RunStream:
     def _begin(self) -> tuple[Run, Outlet]:
         agent, args, kwargs, sink, name = self._spec
         self._spec = (agent, (), {}, None, None)
-        # The outlet must exist before the agent's first emit: made here, handed in.
-        outlet = Outlet("", threading.Lock(), self._maxsize)
-        run = _start(agent, args, kwargs, sink=sink, name=name, outlets=[outlet])
-        outlet.owner_id = run.id
-        outlet.lock = run._lock
+        run = _start(agent, args, kwargs, sink=sink, name=name, stream_maxsize=self._maxsize)
+        outlet = run._own_outlets[0]
         self._run, self._outlet = run, outlet
         return run, outlet
 
