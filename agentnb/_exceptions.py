@@ -94,3 +94,15 @@ class LoopAlreadyRunning(AgentnbError, RuntimeError):
             "agentnb.run_sync() cannot block inside a running event loop (a notebook cell, "
             "an async function). Use `await agentnb.run(agent, ...)` there instead."
         )
+
+
+for _cls in (
+    AgentnbError,
+    NoActiveRun,
+    RunClosed,
+    InvalidEvent,
+    UnknownAgent,
+    RunCancelled,
+    LoopAlreadyRunning,
+):
+    _cls.__module__ = "agentnb"  # tracebacks and Error.type name the public module

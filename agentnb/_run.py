@@ -163,6 +163,7 @@ class Run:
         "_outlets",
         "_own_outlets",
         "_seq",
+        "_status",
         "_stop_reason",
         "_task",
         "exception",
@@ -172,7 +173,6 @@ class Run:
         "path",
         "result",
         "sink_errors",
-        "status",
     )
 
     def __init__(
@@ -188,7 +188,7 @@ class Run:
         self.name = name or agent_name(agent)
         self.parent = parent
         self.path: tuple[str, ...] = (*parent.path, self.name) if parent else (self.name,)
-        self.status: RunStatus = "pending"
+        self._status: RunStatus = "pending"
         self.result: Any = None
         self.exception: BaseException | None = None
         self.sink_errors: list[tuple[object, Exception]] = []
@@ -287,6 +287,11 @@ class Run:
         return True
 
     @property
+    def status(self) -> RunStatus:
+        """pending, running, then done, error or cancelled."""
+        return self._status
+
+    @property
     def done(self) -> bool:
         """True once the terminal event has been emitted."""
         return self._closed
@@ -313,7 +318,7 @@ class Run:
         self._outlets = (*own, *inherited)
         if parent is not None:
             parent._children.add(self)
-        self.status = "running"
+        self._status = "running"
         self._task = self._loop.create_task(
             self._drive(), name=f"agentnb run {'/'.join(self.path)}"
         )
@@ -396,7 +401,7 @@ class Run:
             return None
 
     def _finish(self, status: RunStatus, event: Event) -> None:
-        self.status = status
+        self._status = status
         self._emit_event(event, final=True)
 
     async def wait(self) -> Any:
@@ -642,6 +647,13 @@ def _start(
     name: str | None,
     stream_maxsize: int | None = None,
 ) -> Run:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "agentnb needs a running event loop to start a run; from synchronous code use "
+            "agentnb.run_sync(agent, ...)."
+        ) from None
     fn = resolve_agent(agent)
     sinks = deliveries(sink)
     parent = _current_run.get()

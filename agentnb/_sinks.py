@@ -82,7 +82,7 @@ def deliveries(sink: SinkLike | Sequence[SinkLike] | None) -> list[Delivery]:
     """Accept ``None``, one sink or a list/tuple of sinks."""
     if sink is None:
         return []
-    if isinstance(sink, list | tuple):
+    if isinstance(sink, list | tuple) and not hasattr(sink, "send"):  # a list that is a sink is one
         return [delivery_for(s) for s in sink]
     return [delivery_for(sink)]
 

@@ -20,8 +20,11 @@ class RunStream:
 
     The run starts at the first ``__anext__`` (or ``async with``). If the agent
     failed, iteration raises its exception after yielding the Error event.
-    Leaving the loop early (``break``, an exception, ``aclose()``) cancels the
-    run; the other sinks still get its Cancelled event.
+    Leaving the loop early cancels the run (the other sinks still get its
+    Cancelled event) as soon as the stream is closed: at once with ``async with``
+    or ``aclose()``, and when the stream object is dropped for a plain
+    ``async for ... in agentnb.stream(...)``. A stream kept in a variable after a
+    ``break`` keeps running until it is closed or dropped.
     """
 
     def __init__(
