@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Sizes:
+    small_burst_events: int
     burst_events: int
     paced_events: int
     event_rounds: int
@@ -57,6 +58,7 @@ class Sizes:
 
 
 FULL = Sizes(
+    small_burst_events=5_000,
     burst_events=200_000,
     paced_events=100_000,
     event_rounds=7,
@@ -67,6 +69,7 @@ FULL = Sizes(
     import_spawns=10,
 )
 QUICK = Sizes(
+    small_burst_events=5_000,
     burst_events=20_000,
     paced_events=10_000,
     event_rounds=3,
@@ -441,6 +444,9 @@ async def run_async(sizes: Sizes) -> list[Row]:
 
     print("1. emit -> stream, per event (agentnb.stream vs an asyncio.Queue put/get loop)")
     shapes: list[tuple[str, int, Agent, Producer, bool]] = [
+        # A burst the size of the notebook front's wire benchmark (5,000 chunks), then
+        # an extreme one: 200,000 chunks with no await, all alive at once for the GC.
+        ("burst 5k", sizes.small_burst_events, _burst_agent, _burst_producer, False),
         ("burst", sizes.burst_events, _burst_agent, _burst_producer, False),
         # Not a goal: the same burst with the cyclic GC paused, to show its share.
         ("burst, gc paused", sizes.burst_events, _burst_agent, _burst_producer, True),
@@ -448,12 +454,13 @@ async def run_async(sizes: Sizes) -> list[Row]:
     ]
     for shape, n, agent, producer, gc_off in shapes:
         chunks = make_chunks(n)
+        rounds = sizes.event_rounds * (5 if n < 10_000 else 1)  # small sizes are noisier
         c = await _compare(
-            f"{shape}: {n:,} str chunks, {sizes.event_rounds} rounds",
+            f"{shape}: {n:,} str chunks, {rounds} rounds",
             n,
             _stream_round(agent, chunks),
             _queue_round(producer, chunks),
-            sizes.event_rounds,
+            rounds,
             gc_off=gc_off,
         )
         _print_comparison(c, "emit -> agentnb.stream", "put_nowait -> await get()")
