@@ -71,6 +71,7 @@ __all__ = [
     "emit",
     "get_agent",
     "list_agents",
+    "load_ipython_extension",
     "read_events",
     "replay",
     "run",
@@ -78,3 +79,10 @@ __all__ = [
     "start",
     "stream",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext agentnb``: registers the notebook front's magics (imported only then)."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)

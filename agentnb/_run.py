@@ -286,6 +286,13 @@ class Run:
             task.cancel(self._stop_reason)
         return True
 
+    def add_done_callback(self, fn: Callable[[Run], object]) -> None:
+        """Call ``fn(run)`` on the run's loop once the run has ended."""
+        task = self._task
+        if task is None:
+            raise RuntimeError("this run has not been started")
+        task.add_done_callback(lambda _task: fn(self))
+
     @property
     def status(self) -> RunStatus:
         """pending, running, then done, error or cancelled."""
@@ -303,6 +310,9 @@ class Run:
         """
         self._loop = asyncio.get_running_loop()
         self._loop_thread = _get_ident()
+        for delivery in sinks:  # first: a sink that fails to open starts nothing
+            if delivery.open is not None:
+                delivery.open(self)
         own = [] if stream_maxsize is None else [Outlet(self.id, self._lock, stream_maxsize)]
         for delivery in sinks:
             outlet = Outlet(self.id, self._lock, delivery.maxsize)
@@ -463,7 +473,10 @@ class Run:
 
 def _error_event(exc: BaseException) -> Error:
     name = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
-    return Error(name, str(exc), "".join(traceback.format_exception(exc)))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next  # the runner's own frames say nothing about the agent
+    return Error(name, str(exc), "".join(traceback.format_exception(type(exc), exc, tb)))
 
 
 def _checked(event: object) -> Event:

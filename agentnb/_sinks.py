@@ -1,9 +1,11 @@
 """The sink protocol: where a run's events go.
 
 A sink is any object with a ``send(event)`` method, sync or ``async``, or a plain
-callable taking the event (``sink=print`` works). Optionally it has ``close()``
-(sync or async), called once after the run it was given to has ended, and
-``maxsize`` (an int > 0): how many undelivered events may wait for it before
+callable taking the event (``sink=print`` works). Optionally it has
+``open(run)``, called (synchronously) with the ``Run`` before its agent starts,
+e.g. to show a view or keep the run for a stop button; ``close()`` (sync or
+async), called once after the run it was given to has ended; and ``maxsize``
+(an int > 0): how many undelivered events may wait for it before
 ``agentnb.aemit`` holds the agent back. ``emit`` itself never blocks.
 
 Each sink is fed, in order, from its own queue by its own task, so a slow sink
@@ -19,7 +21,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ._events import Event
 from ._exceptions import AgentnbError
@@ -43,6 +45,7 @@ class Delivery:
 
     sink: object
     send: Callable[[Event], object]
+    open: Callable[[Any], object] | None
     close: Callable[[], object] | None
     maxsize: int
 
@@ -67,12 +70,14 @@ def delivery_for(sink: object) -> Delivery:
             )
         send = sink
     close = getattr(sink, "close", None) if send is not sink else None
+    opener = getattr(sink, "open", None) if send is not sink else None
     maxsize = getattr(sink, "maxsize", 0)
     if type(maxsize) is not int or maxsize < 0:
         raise AgentnbError(f"{_label(sink)}: maxsize must be an int >= 0, got {maxsize!r}")
     return Delivery(
         sink=sink,
         send=send,
+        open=opener if callable(opener) else None,
         close=close if callable(close) else None,
         maxsize=maxsize,
     )

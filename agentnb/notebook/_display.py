@@ -1,0 +1,294 @@
+"""The live view of a run in a notebook cell, and the sink that feeds it.
+
+Wire discipline (see FACTS: the obvious ways are quadratic or hit rate limits):
+
+* The view is one widget. Events become small display items kept in an
+  append-only log; the kernel sends only new items, in batches, as custom
+  messages tagged with their offset (deltas, never snapshots).
+* The first batch goes out at once (leading edge); later ones at most once per
+  ``interval`` (0.1 s), and the last one always: a burst of 5,000 chunks costs a
+  few messages, far below jupyter_server's rate limit.
+* A view that missed a batch, or is created late, asks for what it lacks.
+* When the run ends, the cell gets its final transcript as an ordinary output
+  (``text/markdown`` + ``text/plain``), so a saved or headless-executed
+  notebook shows the run, and nbval can check it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._console import ConsoleSink
+from .._events import Cancelled, Custom, Error, Event, Status, TextChunk, ToolCall, ToolResult
+from .._run import Run, start
+from .._run import run as _run
+from ._transcript import Transcript
+
+__all__ = ["NotebookSink", "RunView", "notebook_sink", "show", "start_in_cell"]
+
+_HERE = Path(__file__).parent
+_INSTALL_HINT = (
+    "agentnb: no live notebook view here (this needs a Jupyter kernel with ipywidgets and "
+    "anywidget: pip install 'agentnb[notebook]'); streaming to the console instead."
+)
+_FORMATS = ("markdown", "text", "events")
+Item = list[Any]
+
+
+def _widget_base() -> type:
+    try:
+        import anywidget
+    except ImportError:
+        raise ImportError(
+            "the live notebook view needs ipywidgets and anywidget: pip install 'agentnb[notebook]'"
+        ) from None
+    return anywidget.AnyWidget
+
+
+def _make_view_class() -> type:
+    import traitlets
+
+    class RunView(_widget_base()):  # type: ignore[misc]
+        """The widget: status line, streamed Markdown, tool lines, errors, a stop button."""
+
+        _esm = _HERE / "run_view.js"
+        _css = _HERE / "run_view.css"
+        title = traitlets.Unicode("").tag(sync=True)
+        status = traitlets.Unicode("running").tag(sync=True)
+        activity = traitlets.Unicode("").tag(sync=True)
+        started = traitlets.Float(0.0).tag(sync=True)
+        ended = traitlets.Float(0.0).tag(sync=True)
+
+        def __repr__(self) -> str:  # what text/plain shows (and saved notebooks keep)
+            return f"RunView({self.title})"
+
+    return RunView
+
+
+_view_class: type | None = None
+
+
+def RunView(**traits: Any) -> Any:  # noqa: N802 (a class made on first use, named like one)
+    """Make the live-view widget (the class is built on first use: ipywidgets is optional)."""
+    global _view_class
+    if _view_class is None:
+        _view_class = _make_view_class()
+    return _view_class(**traits)
+
+
+def _brief(value: object, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class NotebookSink:
+    """Show a run live in the current cell; leave its transcript in the cell's outputs.
+
+    ``await agentnb.run(agent, ..., sink=NotebookSink())``. *fmt* is how the final
+    transcript is left: ``markdown`` (default, with a plain-text twin), ``text``
+    or ``events`` (one line per event). *interval* is the flush period.
+    """
+
+    def __init__(self, *, fmt: str = "markdown", interval: float = 0.1) -> None:
+        if fmt not in _FORMATS:
+            raise ValueError(f"fmt must be one of {', '.join(_FORMATS)}, got {fmt!r}")
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        self.fmt = fmt
+        self.interval = interval
+        self.view: Any = None
+        self.run: Run | None = None
+        self.transcript = Transcript()
+        self._lines: list[str] = []  # fmt="events"
+        self._items: list[Item] = []
+        self._sent = 0
+        self._last_flush = -1e9
+        self._timer: Any = None
+        self.messages = 0  # batches sent: for tests and benchmarks
+
+    # -- sink protocol ----------------------------------------------------------
+
+    def open(self, run: Run) -> None:
+        self.run = run
+        self.view = RunView(title="/".join(run.path), started=time.time())
+        self.view.on_msg(self._from_view)
+        _display(self.view)
+
+    def send(self, event: Event) -> None:
+        self.transcript.add(event)
+        if self.fmt == "events":
+            self._lines.append(_event_line(event))
+        item = self._item(event)
+        if item is not None:
+            self._items.append(item)
+            self._schedule()
+        elif isinstance(event, Status) and self.view is not None and event.path == self._root():
+            self.view.activity = event.message
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._flush()
+        run = self.run
+        if self.view is not None and run is not None:
+            self.view.activity = ""
+            self.view.ended = time.time()
+            self.view.status = run.status
+        if self.fmt == "markdown":
+            bundle = {
+                "text/markdown": self.transcript.markdown(),
+                "text/plain": self.transcript.plain(),
+            }
+        elif self.fmt == "text":
+            bundle = {"text/plain": self.transcript.plain()}
+        else:
+            bundle = {"text/plain": "\n".join(self._lines)}
+        _display(bundle, raw=True)
+
+    # -- batching ---------------------------------------------------------------
+
+    def _root(self) -> tuple[str, ...]:
+        return self.run.path if self.run is not None else ()
+
+    def _item(self, event: Event) -> Item | None:
+        root = self._root()
+        label = (
+            "/".join(event.path[len(root) :])
+            if event.path[: len(root)] == root
+            else "/".join(event.path)
+        )
+        if isinstance(event, TextChunk):
+            if self._items and self._sent < len(self._items):
+                last = self._items[-1]
+                if last[0] == "text" and last[1] == label:  # not sent yet: grow it
+                    last[2] += event.text
+                    return None
+            return ["text", label, event.text]
+        if isinstance(event, ToolCall):
+            args = ", ".join(f"{k}={_brief(v, 40)}" for k, v in event.args.items())
+            return [
+                "tool",
+                label,
+                f"→ {event.name}({args})",
+                json.dumps(event.args, ensure_ascii=False, indent=1),
+            ]
+        if isinstance(event, ToolResult):
+            mark = "✗" if event.is_error else "←"
+            full = json.dumps(event.result, ensure_ascii=False, indent=1)
+            return ["tool", label, f"{mark} {event.name}: {_brief(event.result)}", full]
+        if isinstance(event, Error):
+            return ["error", label, f"{event.type}: {event.message}", event.traceback]
+        if isinstance(event, Cancelled):
+            return ["cancelled", label, event.reason]
+        if isinstance(event, Custom):
+            return None
+        return None
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            return
+        wait = self.interval - (time.monotonic() - self._last_flush)
+        if wait <= 0:
+            self._flush()  # leading edge: the first item goes out at once
+            return
+        import asyncio
+
+        self._timer = asyncio.get_running_loop().call_later(wait, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._timer = None
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.view is None or self._sent >= len(self._items):
+            return
+        self.view.send({"t": "items", "offset": self._sent, "items": self._items[self._sent :]})
+        self.messages += 1
+        self._sent = len(self._items)
+        self._last_flush = time.monotonic()
+
+    # -- messages from the view -------------------------------------------------
+
+    def _from_view(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        if content.get("t") == "stop" and self.run is not None:
+            self.run.cancel("stopped from the notebook")
+        elif content.get("t") == "sync" and self.view is not None:
+            have = content.get("have")
+            if isinstance(have, int) and 0 <= have < self._sent:
+                self.view.send(
+                    {"t": "items", "offset": have, "items": self._items[have : self._sent]}
+                )
+
+
+def _display(obj: object, **kwargs: Any) -> None:
+    from IPython.display import display
+
+    display(obj, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _event_line(event: Event) -> str:
+    payload = json.dumps(event.payload(), ensure_ascii=False, sort_keys=True)
+    return f"{'/'.join(event.path)} {event.kind} {payload}"
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+_hinted = False
+
+
+def notebook_sink(fmt: str = "markdown") -> NotebookSink | ConsoleSink:
+    """A NotebookSink in a Jupyter kernel with widgets, else a ConsoleSink (and a hint)."""
+    global _hinted
+    if _in_kernel():
+        try:
+            _widget_base()
+        except ImportError:
+            pass
+        else:
+            return NotebookSink(fmt=fmt)
+    if not _hinted:
+        _hinted = True
+        print(_INSTALL_HINT)
+    return ConsoleSink()
+
+
+async def show(
+    agent: Callable[..., Any] | str,
+    /,
+    *args: Any,
+    fmt: str = "markdown",
+    name: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run *agent* and show it live in the current cell; return its value.
+
+    ``await agentnb.notebook.show(poet, "the sea")``
+    """
+    return await _run(agent, *args, sink=notebook_sink(fmt), name=name, **kwargs)
+
+
+def start_in_cell(
+    agent: Callable[..., Any] | str,
+    /,
+    *args: Any,
+    fmt: str = "markdown",
+    name: str | None = None,
+    **kwargs: Any,
+) -> Run:
+    """Start *agent* in the background, streaming into the current cell; return the Run."""
+    return start(agent, *args, sink=notebook_sink(fmt), name=name, **kwargs)

@@ -1,0 +1,219 @@
+// agentnb's live run view (an anywidget front end).
+//
+// The kernel keeps an append-only log of display items and sends new items in
+// batches: {t: "items", offset, items}. The view keeps the items it has; a batch
+// that starts past its end means something was missed, so it asks for the rest
+// with {t: "sync", have}; a batch that overlaps is trimmed. A view created late
+// (a page reload, a second view) asks for everything it lacks the same way.
+// Agent text is Markdown rendered by an escape-first renderer: HTML in it is
+// always shown as text, never interpreted.
+
+function esc(s) {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+}
+
+function inline(s) {
+  // s is already escaped. Code spans first, so nothing inside them is touched.
+  const parts = s.split(/(`+[^`]*?`+)/g);
+  return parts
+    .map((p, i) => {
+      if (i % 2 === 1) return "<code>" + p.replace(/^`+|`+$/g, "") + "</code>";
+      return p
+        .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
+        .replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>")
+        .replace(/\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)/g, '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>');
+    })
+    .join("");
+}
+
+export function renderMarkdown(text) {
+  const out = [];
+  let para = [];
+  let list = null;
+  let fence = null;
+  let code = [];
+  const flushPara = () => {
+    if (para.length) out.push("<p>" + para.map(inline).join("<br>") + "</p>");
+    para = [];
+  };
+  const flushList = () => {
+    if (list) out.push("<" + list.tag + ">" + list.items.map((i) => "<li>" + inline(i) + "</li>").join("") + "</" + list.tag + ">");
+    list = null;
+  };
+  for (const raw of text.split("\n")) {
+    const line = esc(raw);
+    if (fence !== null) {
+      if (raw.trim().startsWith(fence)) {
+        out.push("<pre><code>" + code.join("\n") + "</code></pre>");
+        fence = null;
+        code = [];
+      } else code.push(line);
+      continue;
+    }
+    const f = raw.match(/^\s{0,3}(`{3,}|~{3,})/);
+    if (f) { flushPara(); flushList(); fence = f[1]; continue; }
+    const h = line.match(/^(#{1,6})\s+(.*)$/);
+    if (h) { flushPara(); flushList(); out.push("<h" + h[1].length + ">" + inline(h[2]) + "</h" + h[1].length + ">"); continue; }
+    const li = line.match(/^\s*([-*+]|\d+[.)])\s+(.*)$/);
+    if (li) {
+      flushPara();
+      const tag = /\d/.test(li[1]) ? "ol" : "ul";
+      if (!list || list.tag !== tag) { flushList(); list = { tag, items: [] }; }
+      list.items.push(li[2]);
+      continue;
+    }
+    if (!raw.trim()) { flushPara(); flushList(); continue; }
+    flushList();
+    para.push(line);
+  }
+  if (fence !== null) out.push("<pre><code>" + code.join("\n") + "</code></pre>");
+  flushPara();
+  flushList();
+  return out.join("");
+}
+
+function store(model) {
+  if (!model.__agentnb) model.__agentnb = { items: [], views: new Set() };
+  return model.__agentnb;
+}
+
+function receive(model, msg) {
+  if (!msg || msg.t !== "items") return;
+  const s = store(model);
+  const have = s.items.length;
+  if (msg.offset > have) { model.send({ t: "sync", have }); return; }
+  const fresh = msg.items.slice(have - msg.offset);
+  if (!fresh.length) return;
+  s.items.push(...fresh);
+  for (const view of s.views) view.update(s.items);
+}
+
+function fmtTime(seconds) {
+  return seconds < 60 ? seconds.toFixed(1) + " s" : Math.floor(seconds / 60) + " min " + Math.round(seconds % 60) + " s";
+}
+
+class View {
+  constructor(model, el) {
+    this.model = model;
+    this.shown = 0;
+    this.root = document.createElement("div");
+    this.root.className = "agentnb-run";
+    this.head = document.createElement("div");
+    this.head.className = "agentnb-head";
+    this.dot = document.createElement("span");
+    this.dot.className = "agentnb-dot";
+    this.state = document.createElement("span");
+    this.state.className = "agentnb-state";
+    this.title = document.createElement("span");
+    this.title.className = "agentnb-title";
+    this.note = document.createElement("span");
+    this.note.className = "agentnb-note";
+    this.stop = document.createElement("button");
+    this.stop.className = "agentnb-stop";
+    this.stop.textContent = "Stop";
+    this.stop.title = "Cancel this run";
+    this.stop.addEventListener("click", () => {
+      this.stop.disabled = true;
+      model.send({ t: "stop" });
+    });
+    this.head.append(this.dot, this.state, this.title, this.note, this.stop);
+    this.body = document.createElement("div");
+    this.body.className = "agentnb-body";
+    this.root.append(this.head, this.body);
+    el.append(this.root);
+    this.blocks = [];
+    this.onState = () => this.header();
+    model.on("change:status", this.onState);
+    model.on("change:ended", this.onState);
+    this.timer = setInterval(() => this.header(), 500);
+    this.header();
+  }
+
+  header() {
+    const m = this.model;
+    const status = m.get("status");
+    const running = status === "running";
+    const ended = m.get("ended") || Date.now() / 1000;
+    const took = Math.max(0, ended - (m.get("started") || ended));
+    this.root.dataset.status = status;
+    this.state.textContent = { running: "running", done: "done", error: "failed", cancelled: "cancelled" }[status] || status;
+    this.title.textContent = m.get("title");
+    this.note.textContent = (m.get("activity") && running ? m.get("activity") + " · " : "") + fmtTime(took);
+    this.stop.hidden = !running;
+    if (!running && this.timer) { clearInterval(this.timer); this.timer = null; }
+  }
+
+  block(kind, path) {
+    const last = this.blocks[this.blocks.length - 1];
+    if (last && last.kind === kind && last.path === path && kind === "text") return last;
+    const node = document.createElement("div");
+    node.className = "agentnb-" + kind + (path ? " agentnb-child" : "");
+    if (path) {
+      const label = document.createElement("div");
+      label.className = "agentnb-label";
+      label.textContent = path;
+      node.append(label);
+    }
+    const content = document.createElement(kind === "text" ? "div" : "div");
+    node.append(content);
+    this.body.append(node);
+    const b = { kind, path, node, content, text: "" };
+    this.blocks.push(b);
+    return b;
+  }
+
+  update(items) {
+    const touched = new Set();
+    for (; this.shown < items.length; this.shown++) {
+      const [kind, path, a, b] = items[this.shown];
+      if (kind === "text") {
+        const blk = this.block("text", path);
+        blk.text += a;
+        touched.add(blk);
+      } else if (kind === "tool") {
+        const blk = this.block("tool", path);
+        const d = document.createElement("details");
+        const s = document.createElement("summary");
+        s.textContent = a;
+        const pre = document.createElement("pre");
+        pre.textContent = b;
+        d.append(s, pre);
+        blk.content.append(d);
+      } else if (kind === "error") {
+        const blk = this.block("error", path);
+        const pre = document.createElement("pre");
+        pre.textContent = b || a;
+        const msg = document.createElement("div");
+        msg.className = "agentnb-error-message";
+        msg.textContent = a;
+        blk.content.append(msg, pre);
+      } else if (kind === "cancelled") {
+        const blk = this.block("cancelled", path);
+        blk.content.textContent = "cancelled" + (a ? ": " + a : "");
+      }
+    }
+    for (const blk of touched) blk.content.innerHTML = renderMarkdown(blk.text);
+  }
+
+  dispose() {
+    if (this.timer) clearInterval(this.timer);
+    this.model.off("change:status", this.onState);
+    this.model.off("change:ended", this.onState);
+  }
+}
+
+export default {
+  initialize({ model }) {
+    const handler = (msg) => receive(model, msg);
+    model.on("msg:custom", handler);
+    return () => model.off("msg:custom", handler);
+  },
+  render({ model, el }) {
+    const s = store(model);
+    const view = new View(model, el);
+    view.update(s.items);
+    s.views.add(view);
+    model.send({ t: "sync", have: s.items.length });
+    return () => { s.views.delete(view); view.dispose(); };
+  },
+};
