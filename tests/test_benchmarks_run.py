@@ -9,6 +9,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def test_bench_notebook_quick_runs_and_prints_its_summary() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_notebook.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.split("Summary", 1)[-1]
+    assert "bytes on the wire" in summary
+    assert "not measured" not in summary  # every figure was really measured
+
+
 def test_bench_core_quick_runs_and_prints_its_summary() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_core.py"), "--quick"],

@@ -80,6 +80,19 @@ def RunView(**traits: Any) -> Any:  # noqa: N802 (a class made on first use, nam
     return _view_class(**traits)
 
 
+_layout: Any = None
+
+
+def _shared_layout() -> Any:
+    """One Layout model for every run view: a widget's own costs a message and 1.6 KB."""
+    global _layout
+    if _layout is None:
+        import ipywidgets
+
+        _layout = ipywidgets.Layout()
+    return _layout
+
+
 def _brief(value: object, limit: int = 120) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = text.replace("\n", " ")
@@ -115,7 +128,7 @@ class NotebookSink:
 
     def open(self, run: Run) -> None:
         self.run = run
-        self.view = RunView(title="/".join(run.path), started=time.time())
+        self.view = RunView(title="/".join(run.path), started=time.time(), layout=_shared_layout())
         self.view.on_msg(self._from_view)
         _display(self.view)
 
@@ -137,9 +150,10 @@ class NotebookSink:
         self._flush()
         run = self.run
         if self.view is not None and run is not None:
-            self.view.activity = ""
-            self.view.ended = time.time()
-            self.view.status = run.status
+            with self.view.hold_sync():  # one state update, not three
+                self.view.activity = ""
+                self.view.ended = time.time()
+                self.view.status = run.status
         if self.fmt == "markdown":
             bundle = {
                 "text/markdown": self.transcript.markdown(),

@@ -130,45 +130,79 @@ class Transcript:
         )
 
     def plain(self) -> str:
-        """Everything a reader should see, as plain text."""
-        out: list[str] = []
+        """Everything a reader should see, as plain text.
+
+        The run's own text is kept byte for byte: with only text, this is
+        exactly what the agent emitted. Other items are lines of their own.
+        """
+        out = _Joiner()
         for kind, path, parts in self._blocks:
             child = path != self._root
             label = f"[{self._label(path)}] " if child else ""
             if kind == "text":
                 body = "".join(parts)
-                out.append(f"{label}{body}" if child else body)
+                if child:
+                    out.line(f"{label}{body.rstrip(chr(10))}")
+                else:
+                    out.text(body)
             elif kind == "tool":
-                out.append(f"\n{label}{parts[0]}\n")
+                out.line(f"{label}{parts[0]}")
             elif kind == "error":
-                out.append(f"\n{label}{parts[0]}: {parts[1]}\n")
+                out.line(f"{label}{parts[0]}: {parts[1]}")
             else:
-                out.append(f"\n{label}cancelled: {parts[0]}\n")
-        return _tidy("".join(out))
+                out.line(f"{label}cancelled: {parts[0]}")
+        return out.value()
 
     def markdown(self) -> str:
-        """Everything a reader should see, as safe Markdown."""
-        out: list[str] = []
+        """Everything a reader should see, as safe Markdown (agent text otherwise as is)."""
+        out = _Joiner(blank=True)
         for kind, path, parts in self._blocks:
             child = path != self._root
             if kind == "text":
                 body = escape_html_in_markdown("".join(parts))
                 if child:
-                    quoted = "\n".join("> " + line for line in body.split("\n"))
-                    out.append(f"\n\n> **{_escape(self._label(path))}:**\n{quoted}\n\n")
+                    quoted = "\n".join("> " + line for line in body.rstrip("\n").split("\n"))
+                    out.line(f"> **{_escape(self._label(path))}:**\n{quoted}")
                 else:
-                    out.append(body)
+                    out.text(body)
             elif kind == "tool":
                 where = f"{_escape(self._label(path))} " if child else ""
-                out.append(f"\n\n{where}{_code_span(parts[0])}\n\n")
+                out.line(f"{where}{_code_span(parts[0])}")
             elif kind == "error":
                 where = f"{_escape(self._label(path))}: " if child else ""
-                out.append(f"\n\n{where}**{_escape(parts[0])}**: {_code_span(parts[1])}\n\n")
+                out.line(f"{where}**{_escape(parts[0])}**: {_code_span(parts[1])}")
             else:
-                out.append(f"\n\n*cancelled: {_escape(parts[0])}*\n\n")
-        return _tidy("".join(out))
+                out.line(f"*cancelled: {_escape(parts[0])}*")
+        return out.value()
 
 
-def _tidy(text: str) -> str:
-    """Collapse runs of blank lines and trim the ends."""
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+class _Joiner:
+    """Joins the agent's text (untouched) and our own lines (each set apart)."""
+
+    def __init__(self, *, blank: bool = False) -> None:
+        self._parts: list[str] = []
+        self._gap = "\n\n" if blank else "\n"  # what must separate a line from its neighbours
+        self._after_line = False
+
+    def _ends_with(self) -> str:
+        return "".join(self._parts[-2:])[-2:]
+
+    def text(self, body: str) -> None:
+        if self._after_line and body:
+            self._parts.append(self._gap[1:] if self._gap == "\n\n" else "")
+        self._parts.append(body)
+        self._after_line = False
+
+    def line(self, line: str) -> None:
+        if self._parts:
+            tail = self._ends_with()
+            if not tail.endswith("\n"):
+                self._parts.append(self._gap)
+            elif self._gap == "\n\n" and not tail.endswith("\n\n"):
+                self._parts.append("\n")
+        self._parts.append(line + "\n")
+        self._after_line = True
+
+    def value(self) -> str:
+        text = "".join(self._parts)
+        return text[:-1] if self._after_line else text  # no newline of ours at the very end
