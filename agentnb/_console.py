@@ -101,7 +101,7 @@ class ConsoleSink:
         elif isinstance(event, Error):
             self._line(event, event.traceback.rstrip() or f"{event.type}: {event.message}", _RED)
         elif isinstance(event, Cancelled):
-            self._line(event, f"cancelled: {event.reason}", _YELLOW)
+            self._line(event, "cancelled" + (f": {event.reason}" if event.reason else ""), _YELLOW)
         elif isinstance(event, Done) and event.path == self._root:
             took = event.ts - self._started.get(event.run_id, event.ts)
             self._line(event, f"done in {took:.2f} s", _GREEN if self._use_color() else _DIM)

@@ -278,7 +278,7 @@ class Run:
         task = self._task
         if task is None or task.done() or self._closed:
             return False
-        self._stop_reason = self._stop_reason or reason or "cancelled"
+        self._stop_reason = self._stop_reason or reason
         loop = self._loop
         if loop is not None and _get_ident() != self._loop_thread:
             loop.call_soon_threadsafe(task.cancel, self._stop_reason)
@@ -351,7 +351,7 @@ class Run:
             try:
                 value = await _invoke(self._agent, self._args, self._kwargs)
             except asyncio.CancelledError as exc:
-                reason = self._stop_reason or (str(exc.args[0]) if exc.args else "") or "cancelled"
+                reason = self._stop_reason or (str(exc.args[0]) if exc.args else "")
                 status, event = "cancelled", Cancelled(reason)
             except BaseException as exc:  # reported as the Error event, re-raised by wait()
                 self.exception = exc
@@ -361,7 +361,7 @@ class Run:
                 status, event = "done", Done(_result_json(value))
             if await self._end_children() and status == "done":
                 # cancel() said yes while the children were ending: honour it.
-                status, event = "cancelled", Cancelled(self._stop_reason or "cancelled")
+                status, event = "cancelled", Cancelled(self._stop_reason)
             self._finish(status, event)
             if status == "cancelled":
                 raise asyncio.CancelledError(self._stop_reason)

@@ -150,7 +150,7 @@ class Transcript:
             elif kind == "error":
                 out.line(f"{label}{parts[0]}: {parts[1]}")
             else:
-                out.line(f"{label}cancelled: {parts[0]}")
+                out.line(f"{label}cancelled" + (f": {parts[0]}" if parts[0] else ""))
         return out.value()
 
     def markdown(self) -> str:
@@ -172,7 +172,7 @@ class Transcript:
                 where = f"{_escape(self._label(path))}: " if child else ""
                 out.line(f"{where}**{_escape(parts[0])}**: {_code_span(parts[1])}")
             else:
-                out.line(f"*cancelled: {_escape(parts[0])}*")
+                out.line("*cancelled" + (f": {_escape(parts[0])}*" if parts[0] else "*"))
         return out.value()
 
 
