@@ -78,6 +78,7 @@ __all__ = [
     "run_sync",
     "start",
     "stream",
+    "unload_ipython_extension",
 ]
 
 
@@ -86,3 +87,10 @@ def load_ipython_extension(ipython: object) -> None:
     from .notebook import load_ipython_extension as load
 
     load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext agentnb``: removes what ``%load_ext agentnb`` installed."""
+    from .notebook import unload_ipython_extension as unload
+
+    unload(ipython)

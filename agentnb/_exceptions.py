@@ -92,7 +92,8 @@ class LoopAlreadyRunning(AgentnbError, RuntimeError):
     def __init__(self) -> None:
         super().__init__(
             "agentnb.run_sync() cannot block inside a running event loop (a notebook cell, "
-            "an async function). Use `await agentnb.run(agent, ...)` there instead."
+            "an async function). Use `await agentnb.run(agent, ...)` there instead; in a "
+            "notebook, `%load_ext agentnb` also makes run_sync work."
         )
 
 

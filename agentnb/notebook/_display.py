@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def _make_view_class() -> type:
 
         _esm = _HERE / "run_view.js"
         _css = _HERE / "run_view.css"
+        key = traitlets.Unicode("").tag(sync=True)  # the front end's per-model state
         title = traitlets.Unicode("").tag(sync=True)
         status = traitlets.Unicode("running").tag(sync=True)
         activity = traitlets.Unicode("").tag(sync=True)
@@ -128,7 +130,12 @@ class NotebookSink:
 
     def open(self, run: Run) -> None:
         self.run = run
-        self.view = RunView(title="/".join(run.path), started=time.time(), layout=_shared_layout())
+        self.view = RunView(
+            key=uuid.uuid4().hex,
+            title="/".join(run.path),
+            started=time.time(),
+            layout=_shared_layout(),
+        )
         self.view.on_msg(self._from_view)
         _display(self.view)
 
@@ -249,7 +256,9 @@ def _display(obj: object, **kwargs: Any) -> None:
 
 
 def _event_line(event: Event) -> str:
-    payload = json.dumps(event.payload(), ensure_ascii=False, sort_keys=True)
+    # No ids or times (and not the random call_id): the same run reads the same.
+    fields = {k: v for k, v in event.payload().items() if k != "call_id"}
+    payload = json.dumps(fields, ensure_ascii=False, sort_keys=True)
     return f"{'/'.join(event.path)} {event.kind} {payload}"
 
 

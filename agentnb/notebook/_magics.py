@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,9 @@ class AgentMagics(Magics):
     @argument("--list", action="store_true", help="list the agents this notebook can run")
     @argument("name", nargs="?", help="the agent: a registered name or a name in the notebook")
     @argument(
-        "input", nargs=argparse.REMAINDER, help="%%agent: the input text (%%%%agent: the cell body)"
+        "input",
+        nargs=argparse.REMAINDER,
+        help="%%agent: the input text, as typed (%%%%agent: the cell body); options go before NAME",
     )
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> None:
@@ -151,6 +154,7 @@ async def run_magic(line: str, cell: str | None, shell: Any) -> None:
     """What ``%agent`` / ``%%agent`` do; the cell awaits this."""
     from . import _display
 
+    __tracebackhide__ = True  # IPython shows the agent's frames, not these
     args = _parse(line, cell)
     if args.list:
         print(_listing(shell))
@@ -158,7 +162,9 @@ async def run_magic(line: str, cell: str | None, shell: Any) -> None:
     if not args.name:
         raise UsageError("which agent? Usage: %agent [options] NAME input...  (%agent --list)")
     fn = _find_agent(args.name, shell)
-    text = cell if cell is not None else " ".join(args.input)
+    # The input is the text as typed: the cell body without its final line break,
+    # or the rest of the line after the name (spaces and quotes kept).
+    text = cell.rstrip("\n") if cell is not None else _raw_input(line)
     namespace = getattr(shell, "user_ns", None)
 
     def store(value: Any) -> None:
@@ -167,7 +173,7 @@ async def run_magic(line: str, cell: str | None, shell: Any) -> None:
 
     if args.background:
         run = _display.start_in_cell(fn, text, fmt=args.format, name=args.name.split(".")[-1])
-        run.add_done_callback(store)
+        run.add_done_callback(lambda r: store(r.result) if r.status == "done" else None)
         return
     try:
         value = await _display.show(fn, text, fmt=args.format, name=args.name.split(".")[-1])
@@ -180,28 +186,50 @@ async def run_magic(line: str, cell: str | None, shell: Any) -> None:
     store(value)
 
 
+def _raw_input(line: str) -> str:
+    """The text after the options and the agent's name, exactly as typed."""
+    words = list(re.finditer(r"\S+", line))
+    i = 0
+    while i < len(words):
+        word = words[i].group()
+        if word in _VALUE_OPTIONS:
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return line[words[i].end() :].strip()
+    return ""
+
+
 def _await_line(line: str, body: str | None) -> str:
     call = f"run_magic({line!r}, {body!r}, get_ipython())"
     return f"await __import__({_MODULE!r}, fromlist=['_']).{call}\n"
 
 
+def _is_magic(line: str, name: str) -> bool:
+    return line.startswith(name) and (len(line) == len(name) or line[len(name)].isspace())
+
+
 def transform_cell(lines: list[str]) -> list[str]:
-    """Input transformer: make ``%%agent`` cells and ``%agent`` lines top-level awaits."""
+    """Input transformer: make ``%%agent`` cells and ``%agent``-only cells top-level awaits.
+
+    A cell that mixes ``%agent`` lines with other code is left to IPython (the
+    registered magic then runs each line through the nested loop): rewriting
+    lines of arbitrary code could land inside a multi-line string.
+    """
     if not lines:
         return lines
     first = lines[0]
-    if first.startswith("%%agent") and (len(first) == 7 or first[7].isspace()):
-        line = first[7:].strip()
-        body = "".join(lines[1:])
-        return [_await_line(line, body)]
-    out = []
-    for text in lines:
-        stripped = text.rstrip("\n")
-        if stripped.startswith("%agent") and (len(stripped) == 6 or stripped[6].isspace()):
-            rest = stripped[6:].strip()
-            text = _await_line(rest, None)
-        out.append(text)
-    return out
+    if _is_magic(first, "%%agent"):
+        return [_await_line(first[7:].strip(), "".join(lines[1:]))]
+    stripped = [text.rstrip("\n") for text in lines]
+    if not all(
+        _is_magic(s, "%agent") or not s.strip() or s.lstrip().startswith("#") for s in stripped
+    ):
+        return lines
+    return [
+        _await_line(s[6:].strip(), None) if _is_magic(s, "%agent") else s + "\n" for s in stripped
+    ]
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -43,7 +43,10 @@ def run_nested(coro: Coroutine[Any, Any, Any]) -> Any:
     An interrupt (KeyboardInterrupt) cancels the run and waits for it to end
     before it propagates, so nothing streams on afterwards.
     """
-    loop = asyncio.get_running_loop()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # a terminal IPython: no loop runs here, so no nesting is needed
+        return asyncio.run(coro)
     try:
         _patch(loop)
     except BaseException:

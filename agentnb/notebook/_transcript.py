@@ -17,11 +17,14 @@ from .._events import Cancelled, Error, Event, TextChunk, ToolCall, ToolResult
 __all__ = ["Transcript", "escape_html_in_markdown"]
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"^\s{0,3}([-*+]|\d{1,9}[.)])(\s|$)")
 _TOOL_TEXT_LIMIT = 160
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # `<` starts every HTML tag; `&` is escaped so the agent's own "&lt;" shows as typed.
+    # `>` stays: it is harmless alone, and it makes Markdown block quotes.
+    return text.replace("&", "&amp;").replace("<", "&lt;")
 
 
 def _escape_inline(line: str) -> str:
@@ -48,23 +51,37 @@ def _escape_inline(line: str) -> str:
 
 
 def escape_html_in_markdown(markdown: str) -> str:
-    """Make *markdown* safe to render: no raw HTML outside code spans and fenced blocks."""
+    """Make *markdown* safe to render: no raw HTML outside code spans and code blocks.
+
+    Fenced blocks and code spans are left as they are. So is an indented code
+    block, when that is certain: it follows a blank line (or more code) and does
+    not sit under a list, where indentation may just continue a list item. In
+    doubt a line is escaped like text: safe, and at worst shows ``&lt;``.
+    """
     lines = markdown.split("\n")
     fence: str | None = None
+    state = "blank"  # what the previous line was: blank | text | list | code
     for n, line in enumerate(lines):
         match = _FENCE.match(line)
-        if fence is None:
-            if match:
-                fence = match.group(2)
-            else:
-                lines[n] = _escape_inline(line)
-        elif (
-            match
-            and match.group(2)[0] == fence[0]
-            and len(match.group(2)) >= len(fence)
-            and not line[match.end() :].strip()
-        ):
-            fence = None
+        if fence is not None:
+            if (
+                match is not None
+                and match.group(2)[0] == fence[0]
+                and len(match.group(2)) >= len(fence)
+                and not line[match.end() :].strip()
+            ):
+                fence, state = None, "blank"
+            continue
+        if match:
+            fence = match.group(2)
+        elif not line.strip():
+            state = state if state in ("list", "code") else "blank"
+        elif line.startswith(("    ", "\t")) and state in ("blank", "code"):
+            state = "code"  # an indented code block: Markdown shows it as typed
+        else:
+            lines[n] = _escape_inline(line)
+            in_list = _LIST_ITEM.match(line) or (state == "list" and line[:1].isspace())
+            state = "list" if in_list else "text"
     return "\n".join(lines)
 
 

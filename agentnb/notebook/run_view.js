@@ -72,9 +72,15 @@ export function renderMarkdown(text) {
   return out.join("");
 }
 
+// anywidget hands initialize() and render() different wrapper objects for one
+// model, so per-model state lives in a page-wide map under the model's "key".
+const STORES = (globalThis.__agentnbStores ||= new Map());
+
 function store(model) {
-  if (!model.__agentnb) model.__agentnb = { items: [], views: new Set() };
-  return model.__agentnb;
+  const key = model.get("key");
+  let s = STORES.get(key);
+  if (!s) STORES.set(key, (s = { items: [], views: new Set() }));
+  return s;
 }
 
 function receive(model, msg) {

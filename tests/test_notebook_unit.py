@@ -1,0 +1,335 @@
+"""The notebook front's pure parts: the final transcript and its escaping, the cell
+rewriting and the magics' arguments, and the magics in IPython's own test shell
+(a terminal IPython: no kernel, no running event loop)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import gc
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.inputtransformer2 import TransformerManager
+from IPython.core.interactiveshell import InteractiveShell
+
+import agentnb
+from agentnb import Status, ToolCall, ToolResult
+from agentnb.demo import flaky, poet, researcher
+from agentnb.notebook import Transcript, escape_html_in_markdown, unload_ipython_extension
+from agentnb.notebook._magics import _parse, run_magic, transform_cell
+from agentnb.testing import capture_events
+
+# -- the final transcript ----------------------------------------------------------
+
+
+def transcript_of(agent: Callable[..., Any], text: str, **kwargs: Any) -> Transcript:
+    transcript = Transcript()
+    # flaky raises: its Error event is in the transcript
+    with capture_events() as events, contextlib.suppress(RuntimeError):
+        agentnb.run_sync(agent, text, **kwargs)
+    for event in events:
+        transcript.add(event)
+    return transcript
+
+
+async def says(text: str) -> None:
+    agentnb.emit(text)
+
+
+def test_plain_text_is_the_agents_text_exactly() -> None:
+    raw = "<script>alert(1)</script> & <b>x</b> `y` *z*\n# not a heading in plain"
+    transcript = transcript_of(says, raw)
+    assert transcript.plain() == raw
+    assert transcript.text() == raw
+
+
+def test_the_transcript_is_the_same_for_two_runs_of_the_same_input() -> None:
+    one = transcript_of(researcher, "why is the sea salty?", speed=0)
+    two = transcript_of(researcher, "why is the sea salty?", speed=0)
+    assert one.markdown() == two.markdown()  # no run ids, times or call ids
+    assert one.plain() == two.plain()
+
+
+def test_a_child_runs_text_is_set_apart_with_its_name() -> None:
+    transcript = transcript_of(researcher, "why is the sea salty?", speed=0)
+    markdown, plain = transcript.markdown(), transcript.plain()
+    assert "> **summarizer:**\n> In short: " in markdown
+    assert "\n[summarizer] In short: " in plain
+    assert transcript.text().startswith("\n\nAnswer: why is the sea salty?")
+    assert markdown.rstrip("\n").endswith(transcript.text().strip())
+
+
+def test_tools_errors_and_html_in_them_stay_inert() -> None:
+    async def tooling(text: str) -> None:
+        agentnb.emit(Status("not in the transcript"))
+        call = ToolCall("run", {"code": "a `b` <i>c</i>"})
+        agentnb.emit(call)
+        agentnb.emit(ToolResult("run", "<script>x</script>", call_id=call.call_id))
+        raise ValueError("<b>bad</b> input")
+
+    transcript = Transcript()
+    with capture_events() as events, pytest.raises(ValueError, match="bad"):
+        agentnb.run_sync(tooling, "")
+    for event in events:
+        transcript.add(event)
+    markdown = transcript.markdown()
+    # Inside code spans HTML is shown as text; each item is a paragraph of its own.
+    assert [p.strip() for p in markdown.split("\n\n") if p.strip()] == [
+        "``→ run(code=a `b` <i>c</i>)``",
+        "`← run: <script>x</script>`",
+        "**ValueError**: `<b>bad</b> input`",
+    ]
+    assert "not in the transcript" not in markdown
+    assert [line for line in transcript.plain().split("\n") if line] == [
+        "→ run(code=a `b` <i>c</i>)",
+        "← run: <script>x</script>",
+        "ValueError: <b>bad</b> input",
+    ]
+
+
+def test_a_failed_run_ends_with_its_error() -> None:
+    transcript = transcript_of(flaky, "please fail", speed=0)
+    message = "flaky failed as asked (input: 'please fail')"
+    assert transcript.markdown().rstrip("\n").endswith(f"\n\n**RuntimeError**: `{message}`")
+    assert transcript.plain().rstrip("\n").endswith(f"\nRuntimeError: {message}")
+
+
+@pytest.mark.parametrize(
+    ("markdown", "safe"),
+    [
+        ("<script>alert(1)</script>", "&lt;script>alert(1)&lt;/script>"),
+        ("AT&T <img src=x onerror=alert(1)>", "AT&amp;T &lt;img src=x onerror=alert(1)>"),
+        ("a `<b>` c <b>", "a `<b>` c &lt;b>"),
+        ("a ``x ` <b>`` <b>", "a ``x ` <b>`` &lt;b>"),
+        ("unclosed ` <b>", "unclosed ` &lt;b>"),
+        ("```\n<b>\n```\n<b>", "```\n<b>\n```\n&lt;b>"),
+        ("~~~py\n<i>\n~~~\n<i>", "~~~py\n<i>\n~~~\n&lt;i>"),
+        ("````\n```\n<b>\n````\n<b>", "````\n```\n<b>\n````\n&lt;b>"),  # ``` does not close ````
+        ("```\n<b>", "```\n<b>"),  # an unclosed fence runs to the end
+        ("# Title\n\n- one <em>\n- two", "# Title\n\n- one &lt;em>\n- two"),
+    ],
+)
+def test_escaping_neutralises_html_outside_code_only(markdown: str, safe: str) -> None:
+    assert escape_html_in_markdown(markdown) == safe
+
+
+def test_escaping_keeps_block_quotes() -> None:
+    # The module says: outside code, `<` and `&` become entities. A `>` cannot open
+    # HTML; escaping it turns the agent's block quote into a literal "&gt;" line.
+    text = "> a quote from the agent\n> on two lines"
+    assert escape_html_in_markdown(text) == text
+
+
+def test_escaping_leaves_indented_code_blocks_as_they_are() -> None:
+    # CommonMark does not decode entities in code blocks: an escaped indented block
+    # would show "if a &lt; b:" to the reader. Nothing in a code block is HTML.
+    text = "Example:\n\n    if a < b:\n        print(a & b)\n\nDone."
+    lines = escape_html_in_markdown(text).split("\n")
+    assert "    if a < b:" in lines
+    assert "        print(a & b)" in lines
+
+
+# -- rewriting cells into top-level awaits ------------------------------------------
+
+
+def ipython(cell: str, *, with_agentnb: bool = True) -> str:
+    """What IPython makes of a cell, with or without agentnb's input transformer."""
+    manager = TransformerManager()  # type: ignore[no-untyped-call]
+    if with_agentnb:
+        manager.cleanup_transforms.append(transform_cell)
+    return manager.transform_cell(cell)
+
+
+def awaited_call(code: str) -> tuple[Any, ...]:
+    """The literal arguments of the one top-level ``await ....run_magic(...)`` in *code*."""
+    tree = ast.parse(code)
+    awaits = [n for n in ast.walk(tree) if isinstance(n, ast.Await)]
+    assert len(awaits) == 1, code
+    call = awaits[0].value
+    assert isinstance(call, ast.Call)
+    assert isinstance(call.func, ast.Attribute)
+    assert call.func.attr == "run_magic"
+    line, body = (ast.literal_eval(a) for a in call.args[:2])
+    assert ast.unparse(call.args[2]) == "get_ipython()"
+    return line, body
+
+
+@pytest.mark.parametrize(
+    ("cell", "line", "body"),
+    [
+        ("%%agent poet\nthe sea", "poet", "the sea\n"),
+        ('%%agent\tpoet -b\nthe \'sea\'\n"""x\n', "poet -b", 'the \'sea\'\n"""x\n'),
+        ("%%agent poet\n", "poet", ""),
+        ("%agent poet the sea", "poet the sea", None),
+        ("%agent researcher why is the sea salty?", "researcher why is the sea salty?", None),
+        ("%agent --list", "--list", None),
+        ("\n\n%agent poet x", "poet x", None),
+    ],
+)
+def test_agent_cells_become_one_top_level_await(cell: str, line: str, body: str | None) -> None:
+    code = ipython(cell)
+    assert awaited_call(code) == (line, body)
+    compile(code, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def test_agent_lines_among_other_code_are_left_to_ipython() -> None:
+    # Mixed cells run %agent through the registered magic (the nested-loop path):
+    # rewriting lines of arbitrary code could land inside a multi-line string.
+    cell = "x = 1\n%agent poet the sea\ny = 2"
+    assert ipython(cell) == ipython(cell, with_agentnb=False)
+
+
+def test_a_cell_of_only_agent_lines_and_comments_is_awaited() -> None:
+    code = ipython("# two runs\n%agent poet the sea\n\n%agent poet the wind")
+    assert code.count("await ") == 2
+
+
+@pytest.mark.parametrize("cell", ["%agent?", "%%agent?", "%agentx y", "%%agents x\ny", "%lsmagic"])
+def test_other_cells_are_left_to_ipython(cell: str) -> None:
+    assert ipython(cell) == ipython(cell, with_agentnb=False)
+
+
+def test_agent_text_inside_a_string_is_left_alone() -> None:
+    cell = 's = """\n%agent poet x\n"""'
+    assert ipython(cell) == ipython(cell, with_agentnb=False)
+
+
+# -- the magics' arguments ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "cell", "expected"),
+    [
+        ("poet the sea", None, {"name": "poet", "input": ["the", "sea"], "background": False}),
+        ("poet what's 'the sea'", None, {"name": "poet", "input": ["what's", "'the sea'"]}),
+        ("-b -o x poet a", None, {"name": "poet", "input": ["a"], "background": True, "out": "x"}),
+        ("poet -b", None, {"name": "poet", "input": ["-b"], "background": False}),  # input text
+        ("--list", None, {"list": True, "name": None}),
+        ("poet", "body", {"name": "poet", "input": [], "format": "markdown"}),
+        ("poet --background -f text", "b", {"background": True, "format": "text"}),
+        ("-o result poet --format events", "b", {"out": "result", "format": "events"}),
+        ("--out=result poet", "b", {"out": "result", "name": "poet"}),
+        ("researcher.sub -b", "b", {"name": "researcher.sub", "background": True}),
+    ],
+)
+def test_arguments_parse(line: str, cell: str | None, expected: dict[str, Any]) -> None:
+    args = _parse(line, cell)
+    assert isinstance(args, argparse.Namespace)
+    for key, value in expected.items():
+        assert getattr(args, key) == value, key
+
+
+@pytest.mark.parametrize(
+    ("line", "cell", "says"),
+    [
+        ("-f nope poet", None, "invalid choice: 'nope'"),
+        ("poet extra words", "body", "unexpected: 'extra words'"),
+        ("--nope poet", "body", "unrecognized arguments: --nope"),
+        ("-o", None, "expected one argument"),
+    ],
+)
+def test_bad_arguments_raise_usage_error(line: str, cell: str | None, says: str) -> None:
+    with pytest.raises(UsageError, match=says):
+        _parse(line, cell)
+
+
+# -- the magics in a terminal IPython (IPython's test shell) --------------------------
+
+
+def undo_extension(ip: InteractiveShell) -> None:
+    """Undo ``%load_ext agentnb`` (through agentnb.notebook: see test_unload_ext_...)."""
+    unload_ipython_extension(ip)
+    manager = ip.extension_manager
+    assert manager is not None
+    manager.loaded.discard("agentnb")
+
+
+@pytest.fixture(scope="module")
+def shell() -> Iterator[InteractiveShell]:
+    from IPython.testing.globalipapp import get_ipython
+
+    ip = get_ipython()  # type: ignore[no-untyped-call]
+    ip.run_line_magic("load_ext", "agentnb")
+
+    async def echo(text: str) -> str:
+        return text
+
+    ip.user_ns["echo"] = echo
+    try:
+        yield ip
+    finally:
+        # The nested runner the extension installs would change run_sync for the
+        # rest of the test session.
+        undo_extension(ip)
+        for name in ("echo", "r", "r2", "r3"):
+            ip.user_ns.pop(name, None)
+
+
+def test_terminal_agent_line_runs_with_the_console_sink(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = shell.run_cell("%agent -o r echo hi there")  # type: ignore[no-untyped-call]
+    assert result.success, result.error_in_exec
+    assert shell.user_ns["r"] == "hi there"
+    assert "done in" in capsys.readouterr().out  # the console sink's last line
+
+
+def test_terminal_unknown_agent_is_a_usage_error(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = shell.run_cell("%agent nosuch x")  # type: ignore[no-untyped-call]
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "no agent named 'nosuch'" in str(result.error_in_exec)
+
+
+def test_the_registered_magic_works_without_a_running_loop(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In a terminal IPython no loop runs between cells: a %agent line the transformer
+    # does not rewrite (inside a block), or run_line_magic from code, reaches the
+    # registered magic, which must still run the agent.
+    errors: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = shell.run_cell("for topic in ['hi']:\n    %agent -o r2 echo $topic")  # type: ignore[no-untyped-call]
+        if not result.success:
+            errors.append(repr(result.error_in_exec))
+        del result
+        try:
+            shell.run_line_magic("agent", "--list")
+        except RuntimeError as exc:
+            errors.append(repr(exc))
+        gc.collect()
+    assert errors == []
+    assert shell.user_ns.get("r2") == "hi"
+    assert "poet" in capsys.readouterr().out
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
+
+
+async def test_run_magic_lists_and_runs_in_a_plain_event_loop(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTNB_DEMO_SPEED", "0")
+    await run_magic("--list", None, shell)
+    listing = capsys.readouterr().out
+    assert "poet" in listing
+    assert "researcher" in listing
+    await run_magic("-o r3 -f text poet", "the sea", shell)
+    assert shell.user_ns["r3"] == await agentnb.run(poet, "the sea", speed=0)
+
+
+def test_unload_ext_undoes_the_extension(shell: InteractiveShell) -> None:
+    from agentnb import _sync
+
+    try:
+        shell.run_line_magic("unload_ext", "agentnb")
+        assert transform_cell not in shell.input_transformers_cleanup
+        assert _sync._nested_runner is None  # run_sync in a running loop raises again
+    finally:
+        undo_extension(shell)
+        shell.run_line_magic("load_ext", "agentnb")
