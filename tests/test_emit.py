@@ -12,20 +12,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 import agentnb
-
-
-class Recorder:
-    """A sink that keeps what it is sent, and whether it was closed."""
-
-    def __init__(self) -> None:
-        self.events: list[agentnb.Event] = []
-        self.closed = False
-
-    def send(self, event: agentnb.Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        self.closed = True
+from tests.helpers import Recorder, texts
 
 
 class SlowRecorder(Recorder):
@@ -34,10 +21,6 @@ class SlowRecorder(Recorder):
     async def send(self, event: agentnb.Event) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
         self.events.append(event)
-
-
-def texts(events: list[agentnb.Event]) -> list[str]:
-    return [e.text for e in events if isinstance(e, agentnb.TextChunk)]
 
 
 def assert_one_clean_run(events: list[agentnb.Event], run_id: str) -> None:

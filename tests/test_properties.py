@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agentnb
+from tests.helpers import Recorder
 
 KINDS = ("text", "status", "tool_call", "tool_result", "custom")
 
@@ -53,14 +54,6 @@ class Script:
     path: tuple[str, ...] = ()
     sink: Recorder | None = None
     children: list[Script] = field(default_factory=list)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[agentnb.Event] = []
-
-    def send(self, event: agentnb.Event) -> None:
-        self.events.append(event)
 
 
 class SlowRecorder(Recorder):

@@ -12,26 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import agentnb
-
-
-class Recorder:
-    """A sink that keeps what it is sent, and whether it was closed."""
-
-    def __init__(self) -> None:
-        self.events: list[agentnb.Event] = []
-        self.closed = False
-
-    def send(self, event: agentnb.Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]
-
-    def of(self, run_id: str) -> list[agentnb.Event]:
-        return [e for e in self.events if e.run_id == run_id]
+from tests.helpers import Recorder, forever
 
 
 class SlowRecorder(Recorder):
@@ -52,10 +33,6 @@ def assert_seq_contiguous(events: list[agentnb.Event]) -> None:
         by_run.setdefault(e.run_id, []).append(e.seq)
     for run_id, seqs in by_run.items():
         assert seqs == list(range(len(seqs))), f"run {run_id}: seq {seqs}"
-
-
-async def forever() -> None:
-    await asyncio.get_running_loop().create_future()
 
 
 # -- values and errors --------------------------------------------------------------

@@ -7,31 +7,7 @@ import asyncio
 import pytest
 
 import agentnb
-
-
-class Recorder:
-    """A sink that keeps what it is sent; ``ended`` is set once it has been closed."""
-
-    def __init__(self) -> None:
-        self.events: list[agentnb.Event] = []
-        self.ended = asyncio.Event()
-
-    def send(self, event: agentnb.Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        self.ended.set()
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]
-
-
-def texts(events: list[agentnb.Event]) -> list[str]:
-    return [e.text for e in events if isinstance(e, agentnb.TextChunk)]
-
-
-async def forever() -> None:
-    await asyncio.get_running_loop().create_future()
+from tests.helpers import Recorder, forever, texts
 
 
 class Endless:
