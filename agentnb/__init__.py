@@ -82,6 +82,16 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> object:
+    # `agentnb.notebook` after a bare `import agentnb`, imported only when asked for
+    # (it needs the notebook extra).
+    if name == "notebook":
+        import importlib
+
+        return importlib.import_module(".notebook", __name__)
+    raise AttributeError(f"module 'agentnb' has no attribute {name!r}")
+
+
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext agentnb``: registers the notebook front's magics (imported only then)."""
     from .notebook import load_ipython_extension as load

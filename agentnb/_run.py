@@ -344,6 +344,7 @@ class Run:
             self.parent._children.discard(self)
 
     async def _drive(self) -> None:
+        __tracebackhide__ = True  # IPython: show the agent's frames, not the runner's
         token = _current_run.set(self)
         try:
             status: RunStatus
@@ -421,6 +422,7 @@ class Run:
         stopped with ``cancel()``. Cancelling the waiting task cancels the run
         (and raises ``CancelledError`` once the sinks have its Cancelled event).
         """
+        __tracebackhide__ = True
         task = self._task
         if task is None:
             raise RuntimeError("this run has not been started")
@@ -437,6 +439,7 @@ class Run:
 
     def outcome(self) -> Any:
         """The agent's value, or its exception raised, or ``RunCancelled``."""
+        __tracebackhide__ = True
         if self.status == "done":
             return self.result
         if self.status == "error":
@@ -516,6 +519,7 @@ def _result_json(value: object) -> JSON:
 
 async def _invoke(agent: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call an agent of any supported shape inside the current run."""
+    __tracebackhide__ = True
     if inspect.isasyncgenfunction(agent):
         return await _drain_async_gen(agent(*args, **kwargs))
     if inspect.iscoroutinefunction(agent) or inspect.iscoroutinefunction(
@@ -694,4 +698,5 @@ async def run(
     is re-raised after its Error event was delivered; cancelling the caller
     cancels the run (its Cancelled event is delivered first).
     """
+    __tracebackhide__ = True
     return await _start(agent, args, kwargs, sink=sink, name=name).wait()

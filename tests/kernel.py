@@ -238,7 +238,7 @@ class Kernel:
         return {
             m["content"]["comm_id"]: m
             for m in self.comm_opens()
-            if {"title", "status", "activity"} <= set(m["content"]["data"].get("state", {}))
+            if {"key", "title", "status"} <= set(m["content"]["data"].get("state", {}))
         }
 
     def comm_msgs(self, comm_id: str) -> list[Msg]:

@@ -61,7 +61,6 @@ def _make_view_class() -> type:
         key = traitlets.Unicode("").tag(sync=True)  # the front end's per-model state
         title = traitlets.Unicode("").tag(sync=True)
         status = traitlets.Unicode("running").tag(sync=True)
-        activity = traitlets.Unicode("").tag(sync=True)
         started = traitlets.Float(0.0).tag(sync=True)
         ended = traitlets.Float(0.0).tag(sync=True)
 
@@ -124,15 +123,21 @@ class NotebookSink:
         self._sent = 0
         self._last_flush = -1e9
         self._timer: Any = None
+        self._path: tuple[str, ...] = ()  # the run's path (from open(), else the first event)
+        self._final = ""  # the kind of the run's terminal event, once seen
         self.messages = 0  # batches sent: for tests and benchmarks
 
     # -- sink protocol ----------------------------------------------------------
 
     def open(self, run: Run) -> None:
         self.run = run
+        self._show(run.path)
+
+    def _show(self, path: tuple[str, ...]) -> None:
+        self._path = path
         self.view = RunView(
             key=uuid.uuid4().hex,
-            title="/".join(run.path),
+            title="/".join(path),
             started=time.time(),
             layout=_shared_layout(),
         )
@@ -140,27 +145,26 @@ class NotebookSink:
         _display(self.view)
 
     def send(self, event: Event) -> None:
+        if self.view is None:  # no open(): replay(), say; the view appears with the first event
+            self._show(event.path)
+        if event.terminal and event.path == self._path:
+            self._final = event.kind
         self.transcript.add(event)
         if self.fmt == "events":
             self._lines.append(_event_line(event))
-        item = self._item(event)
-        if item is not None:
-            self._items.append(item)
+        if self._add_item(event):
             self._schedule()
-        elif isinstance(event, Status) and self.view is not None and event.path == self._root():
-            self.view.activity = event.message
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._flush()
-        run = self.run
-        if self.view is not None and run is not None:
-            with self.view.hold_sync():  # one state update, not three
-                self.view.activity = ""
+        status = self.run.status if self.run is not None else self._final or "done"
+        if self.view is not None:
+            with self.view.hold_sync():  # one state update, not two
                 self.view.ended = time.time()
-                self.view.status = run.status
+                self.view.status = status
         if self.fmt == "markdown":
             bundle = {
                 "text/markdown": self.transcript.markdown(),
@@ -174,42 +178,49 @@ class NotebookSink:
 
     # -- batching ---------------------------------------------------------------
 
-    def _root(self) -> tuple[str, ...]:
-        return self.run.path if self.run is not None else ()
-
-    def _item(self, event: Event) -> Item | None:
-        root = self._root()
-        label = (
-            "/".join(event.path[len(root) :])
-            if event.path[: len(root)] == root
-            else "/".join(event.path)
-        )
+    def _add_item(self, event: Event) -> bool:
+        """Turn *event* into a display item; False if it changed nothing to send."""
+        root = self._path
+        label = "/".join(event.path[len(root) :] if event.path[: len(root)] == root else event.path)
+        pending = self._items[-1] if self._sent < len(self._items) else None
+        item: Item
         if isinstance(event, TextChunk):
-            if self._items and self._sent < len(self._items):
-                last = self._items[-1]
-                if last[0] == "text" and last[1] == label:  # not sent yet: grow it
-                    last[2] += event.text
-                    return None
-            return ["text", label, event.text]
-        if isinstance(event, ToolCall):
+            if pending and pending[0] == "text" and pending[1] == label:
+                pending[2] += event.text  # not sent yet: grow it
+                return True
+            item = ["text", label, event.text]
+        elif isinstance(event, Status):
+            if pending and pending[0] == "status" and pending[1] == label:
+                pending[2] = event.message  # only the latest status matters
+                return True
+            item = ["status", label, event.message]
+        elif isinstance(event, Custom):
+            text = f"{event.name}: {_brief(event.data)}"
+            if (
+                pending
+                and pending[0] == "custom"
+                and pending[1] == label
+                and pending[3] == event.name
+            ):
+                pending[2] = text  # a burst of progress events is one update
+                return True
+            item = ["custom", label, text, event.name]
+        elif isinstance(event, ToolCall):
             args = ", ".join(f"{k}={_brief(v, 40)}" for k, v in event.args.items())
-            return [
-                "tool",
-                label,
-                f"→ {event.name}({args})",
-                json.dumps(event.args, ensure_ascii=False, indent=1),
-            ]
-        if isinstance(event, ToolResult):
+            full = json.dumps(event.args, ensure_ascii=False, indent=1)
+            item = ["tool", label, f"→ {event.name}({args})", full]
+        elif isinstance(event, ToolResult):
             mark = "✗" if event.is_error else "←"
             full = json.dumps(event.result, ensure_ascii=False, indent=1)
-            return ["tool", label, f"{mark} {event.name}: {_brief(event.result)}", full]
-        if isinstance(event, Error):
-            return ["error", label, f"{event.type}: {event.message}", event.traceback]
-        if isinstance(event, Cancelled):
-            return ["cancelled", label, event.reason]
-        if isinstance(event, Custom):
-            return None
-        return None
+            item = ["tool", label, f"{mark} {event.name}: {_brief(event.result)}", full]
+        elif isinstance(event, Error):
+            item = ["error", label, f"{event.type}: {event.message}", event.traceback]
+        elif isinstance(event, Cancelled):
+            item = ["cancelled", label, event.reason]
+        else:
+            return False
+        self._items.append(item)
+        return True
 
     def _schedule(self) -> None:
         if self._timer is not None:
@@ -302,6 +313,7 @@ async def show(
 
     ``await agentnb.notebook.show(poet, "the sea")``
     """
+    __tracebackhide__ = True
     return await _run(agent, *args, sink=notebook_sink(fmt), name=name, **kwargs)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from .._events import Cancelled, Error, Event, TextChunk, ToolCall, ToolResult
+from .._events import Cancelled, Done, Error, Event, TextChunk, ToolCall, ToolResult
 
 __all__ = ["Transcript", "escape_html_in_markdown"]
 
@@ -59,21 +59,11 @@ def escape_html_in_markdown(markdown: str) -> str:
     doubt a line is escaped like text: safe, and at worst shows ``&lt;``.
     """
     lines = markdown.split("\n")
-    fence: str | None = None
+    fenced = _fenced(lines)
     state = "blank"  # what the previous line was: blank | text | list | code
     for n, line in enumerate(lines):
-        match = _FENCE.match(line)
-        if fence is not None:
-            if (
-                match is not None
-                and match.group(2)[0] == fence[0]
-                and len(match.group(2)) >= len(fence)
-                and not line[match.end() :].strip()
-            ):
-                fence, state = None, "blank"
-            continue
-        if match:
-            fence = match.group(2)
+        if fenced[n]:
+            state = "blank"
         elif not line.strip():
             state = state if state in ("list", "code") else "blank"
         elif line.startswith(("    ", "\t")) and state in ("blank", "code"):
@@ -82,6 +72,46 @@ def escape_html_in_markdown(markdown: str) -> str:
             lines[n] = _escape_inline(line)
             in_list = _LIST_ITEM.match(line) or (state == "list" and line[:1].isspace())
             state = "list" if in_list else "text"
+    return "\n".join(lines)
+
+
+def _fenced(lines: list[str]) -> list[bool]:
+    """For each line: whether it belongs to a fenced code block (fences included)."""
+    mask: list[bool] = []
+    fence: str | None = None
+    for line in lines:
+        match = _FENCE.match(line)
+        if fence is None:
+            if match:
+                fence = match.group(2)
+            mask.append(fence is not None)
+            continue
+        mask.append(True)
+        if (
+            match is not None
+            and match.group(2)[0] == fence[0]
+            and len(match.group(2)) >= len(fence)
+            and not line[match.end() :].strip()
+        ):
+            fence = None
+    return mask
+
+
+def keep_line_breaks(markdown: str) -> str:
+    """End each line that another line follows with a Markdown hard break (two spaces).
+
+    Agents write poems and lists of lines with single line breaks; Markdown
+    would run them into one paragraph (the live view keeps them). Code blocks
+    are left as they are.
+    """
+    lines = markdown.split("\n")
+    fenced = _fenced(lines)
+    for n in range(len(lines) - 1):
+        line = lines[n]
+        if fenced[n] or not line.strip() or not lines[n + 1].strip():
+            continue
+        if not line.endswith(("  ", "\\")):
+            lines[n] = line + "  "
     return "\n".join(lines)
 
 
@@ -133,6 +163,12 @@ class Transcript:
             self._blocks.append(("error", event.path, [event.type, event.message, event.traceback]))
         elif isinstance(event, Cancelled):
             self._blocks.append(("cancelled", event.path, [event.reason]))
+        elif isinstance(event, Done) and event.path == self._root and not self.text():
+            # The agent streamed no text: its value is the answer.
+            if isinstance(event.result, str):
+                self._blocks.append(("text", event.path, [event.result]))
+            elif event.result is not None:
+                self._blocks.append(("result", event.path, [_brief(event.result)]))
 
     def _label(self, path: tuple[str, ...]) -> str:
         root = self._root or ()
@@ -164,6 +200,8 @@ class Transcript:
                     out.text(body)
             elif kind == "tool":
                 out.line(f"{label}{parts[0]}")
+            elif kind == "result":
+                out.line(f"result: {parts[0]}")
             elif kind == "error":
                 out.line(f"{label}{parts[0]}: {parts[1]}")
             else:
@@ -176,7 +214,7 @@ class Transcript:
         for kind, path, parts in self._blocks:
             child = path != self._root
             if kind == "text":
-                body = escape_html_in_markdown("".join(parts))
+                body = keep_line_breaks(escape_html_in_markdown("".join(parts)))
                 if child:
                     quoted = "\n".join("> " + line for line in body.rstrip("\n").split("\n"))
                     out.line(f"> **{_escape(self._label(path))}:**\n{quoted}")
@@ -185,6 +223,8 @@ class Transcript:
             elif kind == "tool":
                 where = f"{_escape(self._label(path))} " if child else ""
                 out.line(f"{where}{_code_span(parts[0])}")
+            elif kind == "result":
+                out.line(f"result: {_code_span(parts[0])}")
             elif kind == "error":
                 where = f"{_escape(self._label(path))}: " if child else ""
                 out.line(f"{where}**{_escape(parts[0])}**: {_code_span(parts[1])}")

@@ -128,6 +128,8 @@ class View {
     this.root.append(this.head, this.body);
     el.append(this.root);
     this.blocks = [];
+    this.activity = "";
+    this.customs = new Map();
     this.onState = () => this.header();
     model.on("change:status", this.onState);
     model.on("change:ended", this.onState);
@@ -144,7 +146,7 @@ class View {
     this.root.dataset.status = status;
     this.state.textContent = { running: "running", done: "done", error: "failed", cancelled: "cancelled" }[status] || status;
     this.title.textContent = m.get("title");
-    this.note.textContent = (m.get("activity") && running ? m.get("activity") + " · " : "") + fmtTime(took);
+    this.note.textContent = (this.activity && running ? this.activity + " · " : "") + fmtTime(took);
     this.stop.hidden = !running;
     if (!running && this.timer) { clearInterval(this.timer); this.timer = null; }
   }
@@ -193,6 +195,19 @@ class View {
         msg.className = "agentnb-error-message";
         msg.textContent = a;
         blk.content.append(msg, pre);
+      } else if (kind === "status") {
+        this.activity = path ? path + ": " + a : a;
+        this.header();
+      } else if (kind === "custom") {
+        const key = path + "\u0000" + b;
+        let line = this.customs.get(key);
+        if (!line) {
+          const blk = this.block("custom", path);
+          line = document.createElement("div");
+          blk.content.append(line);
+          this.customs.set(key, line);
+        }
+        line.textContent = "• " + a;
       } else if (kind === "cancelled") {
         const blk = this.block("cancelled", path);
         blk.content.textContent = "cancelled" + (a ? ": " + a : "");
