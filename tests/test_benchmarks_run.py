@@ -23,6 +23,20 @@ def test_bench_notebook_quick_runs_and_prints_its_summary() -> None:
     assert "not measured" not in summary  # every figure was really measured
 
 
+def test_bench_latency_quick_runs_and_prints_its_summary() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_latency.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.split("Summary", 1)[-1]
+    assert "p50" in summary
+    assert "p99" in summary
+
+
 def test_bench_core_quick_runs_and_prints_its_summary() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_core.py"), "--quick"],

@@ -1,0 +1,310 @@
+"""The quickstart in a real JupyterLab and a real browser (issue 3, point 9).
+
+A JupyterLab server (127.0.0.1, a token, everything in a temporary directory;
+see tests/lab.py) serves a copy of ``notebooks/01_quickstart.ipynb``; Chromium
+opens it and runs its ``%%agent`` cell while a sampler in the page reads the
+live view's visible text every 100 ms. The demo agents are deterministic, so
+the text the view must end with is computed here by running the same agent on
+the same input with no pauses. Then a longer run is stopped with the view's
+Stop button, and a page is reloaded mid-run.
+
+Nothing asserts a time. Needs Debian's ``chromium`` and ``jupyterlab`` +
+``playwright`` (the ``test`` extra): without them these tests fail and say what
+to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+import agentnb
+import agentnb.demo  # registers the demo agents the notebook runs
+from agentnb.testing import capture_events
+from tests.lab import (  # Playwright comes through it: a clear message if it is missing
+    Browser,
+    Lab,
+    Page,
+    cell,
+    launch,
+    open_notebook,
+    run_cells,
+    sync_playwright,
+    trust_notebook,
+    wait_for,
+    wait_notebook,
+)
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "notebooks" / "01_quickstart.ipynb"
+# Cells appended to the copy of the quickstart (the repository's file is never touched).
+LONG_RUN = "%%agent counter\n300"  # 30 s at speed 1: long enough to be stopped
+SLOW_POET = (
+    "import agentnb.notebook\n"
+    "from agentnb.demo import poet\n"
+    'await agentnb.notebook.show(poet, "the sea", speed=0.25)'
+)
+SAMPLE_MS = 100
+
+# Samples the run view of one cell: its state and the visible text of the
+# run's own text blocks (innerText: what the page shows, line breaks included).
+SAMPLER = """([index, interval]) => {
+    const node = window.jupyterapp.shell.currentWidget.content.widgets[index].node;
+    const read = () => {
+        const run = node.querySelector('.agentnb-run');
+        if (!run) return {t: performance.now(), status: null, state: null, text: null};
+        const blocks = run.querySelectorAll('.agentnb-text:not(.agentnb-child)');
+        return {
+            t: performance.now(),
+            status: run.dataset.status,
+            state: run.querySelector('.agentnb-state').textContent,
+            text: [...blocks].map((b) => b.innerText).join(''),
+        };
+    };
+    const samples = [read()];
+    const timer = setInterval(() => samples.push(read()), interval);
+    window.__agentnbSampler = {samples, timer, read};
+}"""
+ENDED = """() => {
+    const s = window.__agentnbSampler.samples;
+    return s.length && ['done', 'error', 'cancelled'].includes(s[s.length - 1].status);
+}"""
+
+
+@dataclass
+class Sample:
+    t: float
+    status: str | None
+    state: str | None
+    text: str | None
+
+
+def agent_cell(nb: Any) -> tuple[int, str, str]:
+    """The quickstart's first ``%%agent`` cell: its index, agent name and input."""
+    for index, c in enumerate(nb.cells):
+        if c.cell_type == "code" and c.source.startswith("%%agent "):
+            first, _, body = c.source.partition("\n")
+            return index, first.split()[1], body.rstrip("\n")
+    raise AssertionError(f"{QUICKSTART} has no %%agent cell")
+
+
+def load_cell(nb: Any) -> int:
+    for index, c in enumerate(nb.cells):
+        if c.cell_type == "code" and c.source.strip() == "%load_ext agentnb":
+            return index
+    raise AssertionError(f"{QUICKSTART} has no '%load_ext agentnb' cell")
+
+
+def full_text(name: str, text: str) -> str:
+    """What the agent streams for *text*: the demo agents are deterministic."""
+
+    def run() -> str:
+        with capture_events() as events:
+            agentnb.run_sync(agentnb.get_agent(name), text, speed=0)
+        return events.text(path=(name,))
+
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+def start_sampler(page: Page, index: int) -> None:
+    page.evaluate(SAMPLER, [index, SAMPLE_MS])
+
+
+def samples(page: Page, *, stop: bool = True) -> list[Sample]:
+    raw = page.evaluate(
+        "(stop) => { const s = window.__agentnbSampler; if (stop) clearInterval(s.timer);"
+        " return s.samples; }",
+        stop,
+    )
+    return [Sample(**s) for s in raw]
+
+
+def growth_moments(seen: list[Sample], final: str) -> list[Sample]:
+    """Samples, while running and before the end, whose text is longer than the one before."""
+    moments = []
+    before = ""
+    for s in seen:
+        text = s.text or ""
+        if s.status == "running" and len(text) > len(before) and text != final:
+            moments.append(s)
+        before = text
+    return moments
+
+
+@pytest.fixture(scope="module")
+def quickstart() -> Any:
+    return nbformat.read(QUICKSTART, as_version=4)  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(scope="module")
+def lab(quickstart: Any) -> Iterator[Lab]:
+    # Speed 1: the poet streams for about two seconds, as a model would.
+    with Lab({"AGENTNB_DEMO_SPEED": "1"}) as server:
+        server.add_notebook("01_quickstart.ipynb", [LONG_RUN, SLOW_POET], source=QUICKSTART)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = launch(p)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(lab: Lab, browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+        lab.shutdown_kernels()
+
+
+@dataclass
+class Streamed:
+    expected: str
+    seen: list[Sample]
+    markdown_visible: str  # the final transcript output's innerText
+
+
+@pytest.fixture(scope="module")
+def streamed(lab: Lab, browser: Browser, quickstart: Any) -> Streamed:
+    """Run the quickstart's %%agent cell once, sampling its live view."""
+    index, name, text = agent_cell(quickstart)
+    expected = full_text(name, text)
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        page = context.new_page()
+        open_notebook(page, lab, "01_quickstart.ipynb")
+        cell(page, index)
+        start_sampler(page, index)
+        run_cells(page, load_cell(quickstart), index)
+        wait_for(page, ENDED, timeout=60)
+        # The final transcript is the cell's Markdown output after the view.
+        output = cell(page, index).locator(".jp-OutputArea-output.jp-RenderedMarkdown").last
+        output.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)  # a few samples after the end: the text stays
+        seen = samples(page)
+        return Streamed(
+            expected=expected,
+            seen=seen,
+            markdown_visible=output.inner_text(),
+        )
+    finally:
+        context.close()
+        lab.shutdown_kernels()
+
+
+def test_the_live_view_grows_while_the_agent_streams(streamed: Streamed) -> None:
+    texts = [s.text for s in streamed.seen if s.text]
+    assert texts, "the live view never showed any text"
+    for s in streamed.seen:
+        # Never anything but a beginning of the agent's text: no loss, no repeat, no reorder.
+        assert s.text is None or streamed.expected.startswith(s.text), (s, streamed.expected)
+    moments = growth_moments(streamed.seen, streamed.expected)
+    assert len(moments) >= 3, (
+        f"the text grew at {len(moments)} sampled moments before the end: "
+        f"{[s.text for s in streamed.seen]}"
+    )
+
+
+def test_the_live_view_ends_with_the_agents_full_text(streamed: Streamed) -> None:
+    last = streamed.seen[-1]
+    assert last.status == "done"
+    assert last.state == "done"
+    assert last.text == streamed.expected  # exact, line breaks and all
+    ended = next(i for i, s in enumerate(streamed.seen) if s.status == "done")
+    assert all(s.text == streamed.expected for s in streamed.seen[ended:])
+
+
+def test_the_final_transcript_shows_the_agents_text_as_the_live_view_does(
+    streamed: Streamed,
+) -> None:
+    # Every word of the text is shown ...
+    assert " ".join(streamed.markdown_visible.split()).endswith(" ".join(streamed.expected.split()))
+    # ... and it reads as it did live: the poem's line breaks are shown, not
+    # folded into one paragraph (Markdown's soft breaks).
+    assert streamed.markdown_visible.endswith(streamed.expected), (
+        f"live view: {streamed.expected!r}\nfinal transcript as shown: "
+        f"{streamed.markdown_visible!r}"
+    )
+
+
+def test_stop_cancels_a_running_cell_and_the_text_stops(
+    page: Page, lab: Lab, quickstart: Any
+) -> None:
+    index = len(quickstart.cells)  # LONG_RUN, appended to the copy
+    expected = full_text("counter", LONG_RUN.partition("\n")[2])
+    open_notebook(page, lab, "01_quickstart.ipynb")
+    view = cell(page, index)
+    start_sampler(page, index)
+    run_cells(page, load_cell(quickstart), index)
+    # Let it stream a little first: three different texts seen.
+    wait_for(
+        page,
+        "() => new Set(window.__agentnbSampler.samples.map((s) => s.text).filter(Boolean)).size"
+        " >= 3",
+        timeout=60,
+    )
+    view.locator(".agentnb-stop").click()
+    view.locator('.agentnb-run[data-status="cancelled"]').wait_for(timeout=20_000)
+    assert view.locator(".agentnb-state").inner_text() == "cancelled"
+    # The cell ends (the kernel is free again) with a transcript that says so.
+    transcript = view.locator(".jp-OutputArea-output.jp-RenderedMarkdown").last
+    transcript.wait_for(timeout=20_000)
+    assert "cancelled" in transcript.inner_text()
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=20_000)
+    page.wait_for_timeout(1500)  # 15 samples after the stop
+    seen = samples(page)
+    stopped = next(i for i, s in enumerate(seen) if s.status == "cancelled")
+    after = {s.text for s in seen[stopped:]}
+    assert len(after) == 1, f"the text changed after the run was cancelled: {after}"
+    final = after.pop() or ""
+    assert final
+    assert expected.startswith(final)
+    assert len(final) < len(expected.rstrip()), "the run was not stopped before its end"
+    assert len(growth_moments(seen[:stopped], expected)) >= 2
+
+
+def test_a_page_reloaded_mid_run_shows_the_full_text_once_the_run_ends(
+    page: Page, lab: Lab, quickstart: Any
+) -> None:
+    index = len(quickstart.cells) + 1  # SLOW_POET, appended to the copy
+    expected = full_text("poet", "the sea")
+    open_notebook(page, lab, "01_quickstart.ipynb")
+    # Saved outputs from the repository make the copy untrusted; JupyterLab then
+    # saves it unsigned and, after the reload, shows no widget at all.
+    trust_notebook(page)
+    view = cell(page, index)
+    start_sampler(page, index)
+    run_cells(page, load_cell(quickstart), index)
+    wait_for(
+        page,
+        "() => { const s = window.__agentnbSampler.read();"
+        " return s.status === 'running' && s.text; }",
+        timeout=60,
+    )
+    page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:save'); }")
+    before = Sample(**page.evaluate("() => window.__agentnbSampler.read()"))
+    assert before.status == "running"
+    assert before.text
+    assert expected.startswith(before.text)
+    assert before.text != expected
+    page.reload()
+    # The same notebook, on the same (still busy) kernel: the view comes back
+    # from the saved output, then asks the kernel for everything it lacks.
+    wait_notebook(page)
+    view = cell(page, index)
+    view.locator('.agentnb-run[data-status="done"]').wait_for(state="attached", timeout=60_000)
+    page.wait_for_timeout(300)
+    blocks = cell(page, index).locator(".agentnb-text:not(.agentnb-child)")
+    assert "".join(blocks.all_inner_texts()) == expected
