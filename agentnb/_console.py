@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TextIO
@@ -18,16 +17,11 @@ from ._events import (
     ToolCall,
     ToolResult,
 )
+from ._format import brief, call_line, result_line
 
 __all__ = ["ConsoleSink"]
 
 _DIM, _RED, _YELLOW, _GREEN, _RESET = "\x1b[2m", "\x1b[31m", "\x1b[33m", "\x1b[32m", "\x1b[0m"
-
-
-def _brief(value: object, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = text.replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ConsoleSink:
@@ -91,13 +85,11 @@ class ConsoleSink:
         elif isinstance(event, Status):
             self._line(event, f"… {event.message}")
         elif isinstance(event, ToolCall):
-            args = ", ".join(f"{k}={_brief(v, 60)}" for k, v in event.args.items())
-            self._line(event, f"→ {event.name}({args})")
+            self._line(event, call_line(event))
         elif isinstance(event, ToolResult):
-            mark = "✗" if event.is_error else "←"
-            self._line(event, f"{mark} {event.name}: {_brief(event.result)}")
+            self._line(event, result_line(event))
         elif isinstance(event, Custom):
-            self._line(event, f"• {event.name}: {_brief(event.data)}")
+            self._line(event, f"• {event.name}: {brief(event.data)}")
         elif isinstance(event, Error):
             self._line(event, event.traceback.rstrip() or f"{event.type}: {event.message}", _RED)
         elif isinstance(event, Cancelled):

@@ -25,6 +25,7 @@ from typing import Any
 
 from .._console import ConsoleSink
 from .._events import Cancelled, Custom, Error, Event, Status, TextChunk, ToolCall, ToolResult
+from .._format import brief, call_line, result_line
 from .._run import Run, start
 from .._run import run as _run
 from ._transcript import Transcript
@@ -92,12 +93,6 @@ def _shared_layout() -> Any:
 
         _layout = ipywidgets.Layout()
     return _layout
-
-
-def _brief(value: object, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = text.replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class NotebookSink:
@@ -195,7 +190,7 @@ class NotebookSink:
                 return True
             item = ["status", label, event.message]
         elif isinstance(event, Custom):
-            text = f"{event.name}: {_brief(event.data)}"
+            text = f"{event.name}: {brief(event.data)}"
             if (
                 pending
                 and pending[0] == "custom"
@@ -206,13 +201,11 @@ class NotebookSink:
                 return True
             item = ["custom", label, text, event.name]
         elif isinstance(event, ToolCall):
-            args = ", ".join(f"{k}={_brief(v, 40)}" for k, v in event.args.items())
             full = json.dumps(event.args, ensure_ascii=False, indent=1)
-            item = ["tool", label, f"→ {event.name}({args})", full]
+            item = ["tool", label, call_line(event, 40), full]
         elif isinstance(event, ToolResult):
-            mark = "✗" if event.is_error else "←"
             full = json.dumps(event.result, ensure_ascii=False, indent=1)
-            item = ["tool", label, f"{mark} {event.name}: {_brief(event.result)}", full]
+            item = ["tool", label, result_line(event), full]
         elif isinstance(event, Error):
             item = ["error", label, f"{event.type}: {event.message}", event.traceback]
         elif isinstance(event, Cancelled):

@@ -9,16 +9,16 @@ written as entities.
 
 from __future__ import annotations
 
-import json
 import re
 
 from .._events import Cancelled, Done, Error, Event, TextChunk, ToolCall, ToolResult
+from .._format import brief, call_line, result_line
 
 __all__ = ["Transcript", "escape_html_in_markdown"]
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^\s{0,3}([-*+]|\d{1,9}[.)])(\s|$)")
-_TOOL_TEXT_LIMIT = 160
+_LIMIT = 160  # characters of a tool's arguments or result in the transcript
 
 
 def _escape(text: str) -> str:
@@ -124,11 +124,6 @@ def _code_span(text: str) -> str:
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
-def _brief(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= _TOOL_TEXT_LIMIT else text[: _TOOL_TEXT_LIMIT - 1] + "…"
-
-
 class Transcript:
     """Accumulates a run's events into its final Markdown and plain-text forms.
 
@@ -152,13 +147,9 @@ class Transcript:
             else:
                 self._blocks.append(("text", event.path, [event.text]))
         elif isinstance(event, ToolCall):
-            args = ", ".join(f"{k}={_brief(v)}" for k, v in event.args.items())
-            self._blocks.append(("tool", event.path, [f"→ {event.name}({args})"]))
+            self._blocks.append(("tool", event.path, [call_line(event, _LIMIT)]))
         elif isinstance(event, ToolResult):
-            mark = "✗" if event.is_error else "←"
-            self._blocks.append(
-                ("tool", event.path, [f"{mark} {event.name}: {_brief(event.result)}"])
-            )
+            self._blocks.append(("tool", event.path, [result_line(event, _LIMIT)]))
         elif isinstance(event, Error):
             self._blocks.append(("error", event.path, [event.type, event.message, event.traceback]))
         elif isinstance(event, Cancelled):
@@ -168,7 +159,7 @@ class Transcript:
             if isinstance(event.result, str):
                 self._blocks.append(("text", event.path, [event.result]))
             elif event.result is not None:
-                self._blocks.append(("result", event.path, [_brief(event.result)]))
+                self._blocks.append(("result", event.path, [brief(event.result, _LIMIT)]))
 
     def _label(self, path: tuple[str, ...]) -> str:
         root = self._root or ()
