@@ -6,12 +6,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_notebook_quick_runs_and_prints_its_summary() -> None:
+@pytest.mark.parametrize(
+    ("script", "measures"),
+    [
+        ("bench_core.py", ["per event, burst", "per event, paced", "concurrent runs", "import"]),
+        ("bench_notebook.py", ["bytes on the wire", "messages, burst", "rate limit"]),
+        ("bench_latency.py", ["p50", "p99"]),
+    ],
+)
+def test_a_benchmark_runs_quick_and_prints_its_summary(script: str, measures: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_notebook.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -19,33 +29,6 @@ def test_bench_notebook_quick_runs_and_prints_its_summary() -> None:
     )
     assert done.returncode == 0, done.stderr
     summary = done.stdout.split("Summary", 1)[-1]
-    assert "bytes on the wire" in summary
-    assert "not measured" not in summary  # every figure was really measured
-
-
-def test_bench_latency_quick_runs_and_prints_its_summary() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_latency.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    summary = done.stdout.split("Summary", 1)[-1]
-    assert "p50" in summary
-    assert "p99" in summary
-
-
-def test_bench_core_quick_runs_and_prints_its_summary() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_core.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    summary = done.stdout.split("Summary", 1)[-1]
-    for measure in ("per event, burst", "per event, paced", "concurrent runs", "import agentnb"):
+    for measure in measures:
         assert measure in summary
+    assert "not measured" not in summary  # every figure was really measured
