@@ -196,9 +196,13 @@ class Kernel:
 
     # -- requests --------------------------------------------------------------
 
-    def submit(self, code: str) -> str:
-        """Send an execute request without waiting; return its msg_id."""
-        msg_id: str = self.kc.execute(code, store_history=True, allow_stdin=False)
+    def submit(self, code: str, *, interactive: bool = True) -> str:
+        """Send an execute request without waiting; return its msg_id.
+
+        *interactive*: as a person's front end does (it could answer input
+        requests); ``False`` as headless executors (nbclient, nbval) do.
+        """
+        msg_id: str = self.kc.execute(code, store_history=True, allow_stdin=interactive)
         self.cells[msg_id] = Cell(msg_id, code)
         return msg_id
 

@@ -551,6 +551,20 @@ def test_background_out_stores_the_agents_result(k: Kernel) -> None:
     assert k.value("bg_poem") == repr(local_run("the wind")[0])
 
 
+def test_a_background_cell_run_headless_waits_and_keeps_its_transcript(k: Kernel) -> None:
+    # nbclient, papermill and nbval take no input and stop listening to a cell when it
+    # returns; so there a -b cell runs to completion and saves what JupyterLab would.
+    interactive = k.run_ok("%agent -b poet2 the tide")
+    assert "text/markdown" not in {key for d in interactive.displays for key in d}
+    headless = k.wait(k.submit("%agent -b poet2 the tide", interactive=False), timeout=30)
+    assert headless.ok, headless.summary()
+    assert local_run("the tide")[0] in headless.final["text/plain"]
+    comm = view_of(k, interactive.msg_id)
+    k.wait_for(lambda: status_updates(k, comm) == ["done"], 20, "the background run's end")
+    k.pump(0.2)
+    assert k.cells[interactive.msg_id].final == headless.final  # the same final outputs
+
+
 # -- 6. nested loops (nest-asyncio2) with queued requests ----------------------------
 
 

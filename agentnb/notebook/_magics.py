@@ -42,7 +42,8 @@ class AgentMagics(Magics):
         "-b",
         "--background",
         action="store_true",
-        help="return at once; the run keeps streaming into this cell (several at a time)",
+        help="return at once; the run keeps streaming into this cell (several at a time). "
+        "In headless execution (nbclient, papermill, nbval) the cell waits for the run instead",
     )
     @argument("-o", "--out", metavar="VAR", help="store the agent's result in the variable VAR")
     @argument(
@@ -171,7 +172,7 @@ async def run_magic(line: str, cell: str | None, shell: Any) -> None:
         if args.out and namespace is not None:
             namespace[args.out] = value
 
-    if args.background:
+    if args.background and _interactive(shell):
         run = _display.start_in_cell(fn, text, fmt=args.format, name=args.name.split(".")[-1])
         run.add_done_callback(lambda r: store(r.result) if r.status == "done" else None)
         return
@@ -184,6 +185,19 @@ async def run_magic(line: str, cell: str | None, shell: Any) -> None:
         # the way an interrupted cell does.
         raise KeyboardInterrupt from None
     store(value)
+
+
+def _interactive(shell: Any) -> bool:
+    """Whether a person's front end runs this cell (JupyterLab, Notebook, VS Code).
+
+    Headless executors (nbclient, papermill, nbval) say they take no input
+    (``allow_stdin`` false), and they stop listening to a cell once it returns:
+    a background run's transcript would reach the cell too late to be saved.
+    There a ``--background`` cell runs to completion, so a notebook executed
+    headless keeps the same final outputs as one run by hand.
+    """
+    kernel = getattr(shell, "kernel", None)
+    return kernel is None or bool(getattr(kernel, "_allow_stdin", True))
 
 
 def _raw_input(line: str) -> str:
