@@ -1,4 +1,4 @@
-"""A real JupyterLab in a real browser, for the browser tests and the latency benchmark.
+"""A real JupyterLab or Notebook 7 in a real browser: the browser tests, the latency benchmark.
 
 ::
 
@@ -16,13 +16,20 @@ directory: nothing of the machine's own Jupyter set-up leaks in, and nothing is
 written outside it. Its kernels inherit the environment given to :class:`Lab`
 (``AGENTNB_DEMO_SPEED``, say) and import agentnb from this checkout.
 
+``Lab(env, ui="notebook")`` runs Notebook 7 (``python -m notebook``) instead:
+notebooks open in its own page, ``/notebooks/NAME``, and everything else here
+works the same (both expose their app as ``window.jupyterapp``, whose shell's
+current widget is the notebook's panel).
+
 The browser is Debian's Chromium (``apt-get install chromium``) driven by
 Playwright (``pip install playwright``; ``playwright install`` is not used).
-Missing either, or JupyterLab, is an error that says what to install.
+Missing either, JupyterLab, or Notebook 7 for ``ui="notebook"``, is an error
+that says what to install.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -36,7 +43,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nbformat
 
@@ -76,6 +83,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+UI = Literal["lab", "notebook"]
+# Per front end: its name, the module that starts it, the option that sets
+# window.jupyterapp in the page.
+_FRONTS: dict[str, tuple[str, str, str]] = {
+    "lab": ("JupyterLab", "jupyterlab", "--LabApp.expose_app_in_browser=True"),
+    "notebook": ("Notebook 7", "notebook", "--JupyterNotebookApp.expose_app_in_browser=True"),
+}
 # JupyterLab user settings written into the temporary settings directory: no
 # news or update checks (network, and a pop-up over the notebook).
 _SETTINGS = {
@@ -86,8 +100,8 @@ _SETTINGS = {
 }
 
 
-def require_browser_stack() -> None:
-    """Raise with what to install if Chromium or JupyterLab is missing."""
+def require_browser_stack(ui: UI = "lab") -> None:
+    """Raise with what to install if Chromium or JupyterLab (or Notebook 7) is missing."""
     problems = []
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         problems.append(
@@ -97,6 +111,16 @@ def require_browser_stack() -> None:
     for module, package in (("jupyterlab", "jupyterlab"), ("ipykernel", "ipykernel")):
         if importlib.util.find_spec(module) is None:
             problems.append(f"{module} is not installed in {sys.executable}: pip install {package}")
+    if ui == "notebook":
+        try:
+            version = importlib.metadata.version("notebook")
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        if version is None or int(version.split(".")[0]) < 7:
+            found = f"notebook {version}" if version else "no notebook package"
+            problems.append(
+                f"{found} in {sys.executable}, Notebook 7 is needed: pip install 'notebook>=7'"
+            )
     if problems:
         raise RuntimeError("the browser tests cannot run: " + "; ".join(problems))
 
@@ -109,10 +133,14 @@ def _free_port() -> int:
 
 
 class Lab:
-    """A JupyterLab server in a temporary directory; see the module docstring."""
+    """A JupyterLab (or Notebook 7) server in a temporary directory; see the module docstring."""
 
-    def __init__(self, env: dict[str, str] | None = None, *, timeout: float = 60) -> None:
-        require_browser_stack()
+    def __init__(
+        self, env: dict[str, str] | None = None, *, ui: UI = "lab", timeout: float = 60
+    ) -> None:
+        require_browser_stack(ui)
+        self.ui = ui
+        self.name, module, expose = _FRONTS[ui]
         self._tmp = tempfile.TemporaryDirectory(prefix="agentnb-lab-", ignore_cleanup_errors=True)
         base = Path(self._tmp.name)
         self.root = base / "root"
@@ -146,7 +174,7 @@ class Lab:
             [
                 sys.executable,
                 "-m",
-                "jupyterlab",
+                module,
                 "--no-browser",
                 f"--ServerApp.token={self.token}",
                 "--ServerApp.ip=127.0.0.1",
@@ -154,7 +182,7 @@ class Lab:
                 "--ServerApp.port_retries=0",
                 f"--ServerApp.root_dir={self.root}",
                 "--allow-root",
-                "--LabApp.expose_app_in_browser=True",
+                expose,
             ],
             env=full_env,
             cwd=self.root,
@@ -171,14 +199,14 @@ class Lab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 self.api("GET", "/api/status")
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
                 continue
             return
-        raise RuntimeError(f"JupyterLab did not answer within {timeout} s:\n{self.log()}")
+        raise RuntimeError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
 
     def log(self, tail: int = 4000) -> str:
         """The end of the server's log (kernel tracebacks land here too)."""
@@ -199,7 +227,10 @@ class Lab:
             self.api("DELETE", f"/api/sessions/{session['id']}")
 
     def notebook_url(self, name: str) -> str:
-        """*name* opened in a fresh workspace (the default one reopens earlier notebooks)."""
+        """*name* opened in a fresh workspace (the default one reopens earlier notebooks);
+        in Notebook 7, its page of its own (there are no workspaces)."""
+        if self.ui == "notebook":
+            return f"{self.base}/notebooks/{name}?token={self.token}"
         workspace = "ws" + uuid.uuid4().hex[:12]
         return f"{self.base}/lab/workspaces/{workspace}/tree/{name}?reset&token={self.token}"
 
