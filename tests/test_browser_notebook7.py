@@ -10,7 +10,7 @@ the cell every 100 ms from the DOM alone: the live view's state and visible
 text, and how many Markdown outputs the cell has. The text it must end with is
 computed here by running the same demo agent with no pauses (as
 tests/test_browser.py does). Then a longer run is stopped with the view's Stop
-button.
+button, and a page is reloaded mid-run.
 
 Nothing asserts a time. Without Notebook 7 (``pip install 'notebook>=7'``),
 Chromium or Playwright these tests fail and say what to install.
@@ -25,11 +25,25 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests.lab import Browser, Lab, Page, launch, open_notebook, sync_playwright, wait_for
+from tests.lab import (
+    Browser,
+    Lab,
+    Page,
+    launch,
+    open_notebook,
+    sync_playwright,
+    wait_for,
+    wait_notebook,
+)
 from tests.test_browser import QUICKSTART, agent_cell, full_text, load_cell
 
 NOTEBOOK = "01_quickstart.ipynb"
 LONG_RUN = "%%agent counter\n300"  # 30 s at speed 1: long enough to be stopped
+SLOW_POET = (
+    "import agentnb.notebook\n"
+    "from agentnb.demo import poet\n"
+    'await agentnb.notebook.show(poet, "the sea", speed=0.25)'
+)
 SAMPLE_MS = 100
 
 # Reads one cell (by its place in the page) from the DOM only: the live view's
@@ -84,7 +98,7 @@ def quickstart() -> Any:
 def server(quickstart: Any) -> Iterator[Lab]:
     # Speed 1: the poet streams for about two seconds, as a model would.
     with Lab({"AGENTNB_DEMO_SPEED": "1"}, ui="notebook") as notebook:
-        notebook.add_notebook(NOTEBOOK, [LONG_RUN], source=QUICKSTART)
+        notebook.add_notebook(NOTEBOOK, [LONG_RUN, SLOW_POET], source=QUICKSTART)
         yield notebook
 
 
@@ -118,6 +132,19 @@ def shift_enter(page: Page, *indices: int) -> None:
     for index in indices:
         page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")
+
+
+def trust(page: Page) -> None:
+    """Notebook 7's "Not Trusted" button, then Trust (saved outputs from the repository make
+    the copy untrusted; an untrusted notebook's widgets do not come back after a reload)."""
+    status = page.locator("button.jp-NotebookTrustedStatus")
+    assert status.inner_text() == "Not Trusted"
+    status.click()
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    page.locator(".jp-Dialog").wait_for(state="detached")
+    wait_for(
+        page, "() => document.querySelector('.jp-NotebookTrustedStatus').innerText === 'Trusted'"
+    )
 
 
 def start_sampler(page: Page, index: int) -> None:
@@ -246,3 +273,42 @@ def test_stop_cancels_a_running_cell(page: Page, server: Lab, quickstart: Any) -
     assert len(final) < len(expected.rstrip()), "the run was not stopped before its end"
     assert seen[-1].transcripts == 1
     assert seen[-1].below
+
+
+def test_a_page_reloaded_mid_run_shows_the_full_text_once_the_run_ends(
+    page: Page, server: Lab, quickstart: Any
+) -> None:
+    index = len(quickstart.cells) + 1  # SLOW_POET, appended to the copy
+    expected = full_text("poet", "the sea")
+    open_in_notebook7(page, server)
+    trust(page)
+    start_sampler(page, index)
+    shift_enter(page, load_cell(quickstart), index)
+    wait_for(
+        page,
+        "() => { const s = window.__agentnbSampler.read();"
+        " return s.status === 'running' && s.text; }",
+        timeout=60,
+    )
+    # Save with Ctrl+S, as a user does (the notebook has unsaved outputs until then).
+    dirty = "() => window.jupyterapp.shell.currentWidget.context.model.dirty"
+    assert page.evaluate(dirty)
+    page.keyboard.press("Control+s")
+    wait_for(page, f"() => !({dirty})()")
+    before = Sample(**page.evaluate("() => window.__agentnbSampler.read()"))
+    assert before.status == "running"
+    assert before.text
+    assert expected.startswith(before.text)
+    assert before.text != expected
+    page.reload()
+    # The same notebook, on the same (still busy) kernel: the view comes back
+    # from the saved output, then asks the kernel for everything it lacks.
+    wait_notebook(page)
+    view = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    # The page opens at the top; an offscreen cell is not rendered (Notebook 7's
+    # cells have content-visibility: auto), and its innerText is empty.
+    view.scroll_into_view_if_needed()
+    view.locator('.agentnb-run[data-status="done"]').wait_for(state="attached", timeout=60_000)
+    page.wait_for_timeout(300)
+    blocks = view.locator(".agentnb-text:not(.agentnb-child)")
+    assert "".join(blocks.all_inner_texts()) == expected
