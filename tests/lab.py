@@ -42,8 +42,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import nbformat
 
@@ -61,6 +63,9 @@ __all__ = [
     "Lab",
     "Page",
     "cell",
+    "chromium",
+    "fresh_page",
+    "growth_moments",
     "launch",
     "open_notebook",
     "require_browser_stack",
@@ -353,3 +358,45 @@ def wait_for(page: Page, script: str, arg: Any = None, timeout: float = 30) -> A
     """Wait until the JavaScript function *script* returns something truthy; return it."""
     handle = page.wait_for_function(script, arg=arg, timeout=timeout * 1000, polling=50)
     return handle.json_value()
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, launched for a module's tests."""
+    with sync_playwright() as p:
+        browser = launch(p)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def fresh_page(browser: Browser, server: Lab) -> Iterator[Page]:
+    """A page in a context of its own; the server's kernels are shut down after it."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+        server.shutdown_kernels()
+
+
+class _Reading(Protocol):
+    status: str | None
+    text: str | None
+
+
+R = TypeVar("R", bound=_Reading)
+
+
+def growth_moments(seen: Sequence[R], final: str) -> list[R]:
+    """Samples, while running and before the end, whose text is longer than the one before."""
+    moments = []
+    before = ""
+    for s in seen:
+        text = s.text or ""
+        if s.status == "running" and len(text) > len(before) and text != final:
+            moments.append(s)
+        before = text
+    return moments

@@ -32,10 +32,11 @@ from tests.lab import (  # Playwright comes through it: a clear message if it is
     Lab,
     Page,
     cell,
-    launch,
+    chromium,
+    fresh_page,
+    growth_moments,
     open_notebook,
     run_cells,
-    sync_playwright,
     trust_notebook,
     wait_for,
     wait_notebook,
@@ -126,18 +127,6 @@ def samples(page: Page, *, stop: bool = True) -> list[Sample]:
     return [Sample(**s) for s in raw]
 
 
-def growth_moments(seen: list[Sample], final: str) -> list[Sample]:
-    """Samples, while running and before the end, whose text is longer than the one before."""
-    moments = []
-    before = ""
-    for s in seen:
-        text = s.text or ""
-        if s.status == "running" and len(text) > len(before) and text != final:
-            moments.append(s)
-        before = text
-    return moments
-
-
 @pytest.fixture(scope="module")
 def quickstart() -> Any:
     return nbformat.read(QUICKSTART, as_version=4)  # type: ignore[no-untyped-call]
@@ -153,20 +142,14 @@ def lab(quickstart: Any) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def page(lab: Lab, browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-        lab.shutdown_kernels()
+    with fresh_page(browser, lab) as fresh:
+        yield fresh
 
 
 @dataclass

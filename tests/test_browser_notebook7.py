@@ -29,9 +29,10 @@ from tests.lab import (
     Browser,
     Lab,
     Page,
-    launch,
+    chromium,
+    fresh_page,
+    growth_moments,
     open_notebook,
-    sync_playwright,
     wait_for,
     wait_notebook,
 )
@@ -104,20 +105,14 @@ def server(quickstart: Any) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
 def page(server: Lab, browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
-        server.shutdown_kernels()
+    with fresh_page(browser, server) as fresh:
+        yield fresh
 
 
 def open_in_notebook7(page: Page, server: Lab) -> None:
@@ -156,18 +151,6 @@ def samples(page: Page) -> list[Sample]:
         "() => { const s = window.__agentnbSampler; clearInterval(s.timer); return s.samples; }"
     )
     return [Sample(**s) for s in raw]
-
-
-def growth_moments(seen: list[Sample], final: str) -> list[Sample]:
-    """Samples, while running and before the end, whose text is longer than the one before."""
-    moments = []
-    before = ""
-    for s in seen:
-        text = s.text or ""
-        if s.status == "running" and len(text) > len(before) and text != final:
-            moments.append(s)
-        before = text
-    return moments
 
 
 @dataclass
