@@ -1,0 +1,31 @@
+"""The web front: serve agents over Server-Sent Events and WebSockets, with a page to watch them.
+
+::
+
+    from agentnb.server import create_app, serve
+    app = create_app(agents=[poet])     # or create_app(): every registered agent
+    serve(app)                          # uvicorn on 127.0.0.1:8000; or `python -m agentnb serve`
+
+The agent never touches the network: its events go into the run's replay
+buffer, and each client streams them out from there (``POST /api/stream``,
+``GET /api/runs/{id}/events`` to resume, ``/api/ws``). Needs the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+try:
+    import fastapi  # noqa: F401
+    import sse_starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError(
+        f"agentnb.server needs the server extra ({exc.name} is missing): "
+        "pip install 'agentnb[server]'"
+    ) from exc
+
+from ._app import RunEventStream, create_app
+from ._errors import ApiError
+from ._hub import Listener, RunHub, ServedRun
+from ._serve import serve
+
+__all__ = ["ApiError", "Listener", "RunEventStream", "RunHub", "ServedRun", "create_app", "serve"]

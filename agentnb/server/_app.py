@@ -1,0 +1,200 @@
+"""``create_app()``: the FastAPI app that serves agents over SSE and WebSockets, and the page."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
+
+from .._registry import AgentInfo, agent_name
+from .._version import __version__
+from ._errors import ApiError
+from ._hub import Listener, RunHub
+from ._requests import parse_start, read_json
+from ._wire import BadEventId, parse_event_id
+from ._ws import serve_websocket
+
+__all__ = ["create_app"]
+
+AgentsArg = Iterable[Callable[..., Any] | AgentInfo] | Mapping[str, Callable[..., Any]] | None
+
+# The page loads its script and style from this server only: even if agent text
+# reached the DOM as markup, no inline script or handler would run.
+_PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_STATIC = {
+    "/": ("page.html", "text/html; charset=utf-8"),
+    "/page.js": ("page.js", "text/javascript; charset=utf-8"),
+    "/page.css": ("page.css", "text/css; charset=utf-8"),
+}
+
+
+def _agent_table(agents: AgentsArg) -> dict[str, AgentInfo] | None:
+    if agents is None:
+        return None
+    if isinstance(agents, Mapping):
+        items = [AgentInfo(name, fn, _describe(fn)) for name, fn in agents.items()]
+    else:
+        items = [
+            a if isinstance(a, AgentInfo) else AgentInfo(agent_name(a), a, _describe(a))
+            for a in agents
+        ]
+    for info in items:
+        if not callable(info.fn):
+            raise TypeError(f"create_app(agents=...): {info.name!r} is not callable: {info.fn!r}")
+    return {info.name: info for info in items}
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    doc = (getattr(fn, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+class RunEventStream(EventSourceResponse):
+    """The SSE response of one listener; it releases the listener however the response ends."""
+
+    def __init__(self, listener: Listener, *, ping: float) -> None:
+        super().__init__(
+            _sse_body(listener),
+            ping=ping,
+            headers={"X-Agentnb-Run-Id": listener.served.id},
+        )
+        self.listener = listener
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.listener.close()
+
+
+async def _sse_body(listener: Listener) -> AsyncIterator[bytes]:
+    # Everything waiting goes out in one write: each event is still its own SSE
+    # event, but a fast agent costs few sends.
+    async for frames in listener:
+        yield frames[0].sse if len(frames) == 1 else b"".join(f.sse for f in frames)
+
+
+def create_app(
+    agents: AgentsArg = None,
+    *,
+    replay_size: int = 10_000,
+    keep_finished: int = 1000,
+    keep_seconds: float = 300.0,
+    max_body: int = 1 << 20,
+    ping: float = 15.0,
+) -> FastAPI:
+    """A FastAPI app serving *agents* (default: every registered agent, looked up live).
+
+    *agents* is a list of agents (functions, or ``AgentInfo``) or a mapping of
+    name to agent. Each run keeps its last *replay_size* events for resuming;
+    finished runs stay resumable *keep_seconds* (at most *keep_finished* of them).
+    Request bodies over *max_body* bytes are refused; SSE streams send a keep-alive
+    comment every *ping* seconds. Serve it with ``agentnb.server.serve(app)`` or any
+    ASGI server; bind it to 127.0.0.1 unless you mean to expose your agents.
+    """
+    hub = RunHub(
+        _agent_table(agents),
+        replay_size=replay_size,
+        keep_finished=keep_finished,
+        keep_seconds=keep_seconds,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await hub.aclose()
+
+    app = FastAPI(
+        title="agentnb",
+        version=__version__,
+        summary="Watch AI agents work: runs streamed over Server-Sent Events and WebSockets.",
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        if exc.status_code == 404:
+            message += "; the API is under /api (see /docs)"
+        return JSONResponse(
+            {"error": code, "message": message}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(HTTPException, http_error)
+
+    @app.get("/api/agents")
+    async def list_served_agents() -> list[dict[str, str]]:
+        """The agents this server runs."""
+        return [
+            {"name": name, "description": info.description}
+            for name, info in sorted(hub.agents.items())
+        ]
+
+    @app.post("/api/stream", response_class=EventSourceResponse)
+    async def stream_run(request: Request) -> Response:
+        """Start a run and stream its events (``text/event-stream``).
+
+        Body: ``{"agent": "poet", "input": "the sea", "on_disconnect": "cancel"}``.
+        """
+        start = parse_start(await read_json(request, max_body))
+        served = hub.start(start.agent, start.args, start.on_disconnect)
+        return RunEventStream(served.listen(), ping=ping)
+
+    @app.get("/api/runs/{run_id}/events", response_class=EventSourceResponse)
+    async def resume_run(request: Request, run_id: str) -> Response:
+        """Stream a run's events after ``Last-Event-ID`` (header or ``last_event_id`` query)."""
+        served = hub.get(run_id)
+        last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        try:
+            after = parse_event_id(last, run_id) if last else -1
+        except BadEventId as exc:
+            raise ApiError(400, "bad_event_id", str(exc)) from None
+        return RunEventStream(served.listen(after), ping=ping)
+
+    @app.get("/api/runs/{run_id}")
+    async def describe_run(run_id: str) -> dict[str, Any]:
+        """A run's state: status, events so far, listeners."""
+        return hub.get(run_id).describe()
+
+    @app.post("/api/runs/{run_id}/cancel")
+    async def cancel_run(run_id: str) -> dict[str, Any]:
+        """Cancel a run (its stream ends with a ``cancelled`` event); idempotent."""
+        served = hub.get(run_id)
+        if served.run is not None:
+            served.run.cancel("cancelled by a client")
+        return served.describe()
+
+    @app.websocket("/api/ws")
+    async def websocket(socket: WebSocket) -> None:
+        await serve_websocket(socket, hub, max_body)
+
+    page = resources.files(__package__).joinpath("static")
+    for path, (name, media_type) in _STATIC.items():
+        _add_static(app, path, page.joinpath(name).read_bytes(), media_type)
+    return app
+
+
+def _add_static(app: FastAPI, path: str, content: bytes, media_type: str) -> None:
+    headers = {"Content-Security-Policy": _PAGE_CSP, "X-Content-Type-Options": "nosniff"}
+
+    async def static() -> Response:
+        return Response(content, media_type=media_type, headers=headers)
+
+    app.add_api_route(path, static, methods=["GET"], include_in_schema=False, name=path)

@@ -1,0 +1,66 @@
+"""Pure encoders and parsers of the web front's wire formats, tested byte for byte.
+
+* SSE: one event per agent event, framed by sse-starlette's ``ServerSentEvent``:
+  ``event:`` the kind, ``id:`` ``<run id>:<n>`` (n counts the served run's stream
+  from 0, its child runs' events included), ``data:`` the event's JSON form.
+* WebSocket: one JSON text frame per agent event, ``{"type": "event", ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sse_starlette import ServerSentEvent
+
+from .._events import JSON, Event
+
+__all__ = [
+    "BadEventId",
+    "event_id",
+    "parse_event_id",
+    "sse_frame",
+    "ws_event",
+    "ws_message",
+]
+
+
+def event_id(run_id: str, n: int) -> str:
+    """The SSE ``id`` of the *n*-th event of served run *run_id*."""
+    return f"{run_id}:{n}"
+
+
+def sse_frame(event: Event, event_json: str, run_id: str, n: int) -> bytes:
+    """One SSE event (CRLF line ends) carrying *event*, whose JSON form is *event_json*."""
+    return ServerSentEvent(event_json, event=event.kind, id=f"{run_id}:{n}").encode()
+
+
+def ws_event(event_json: str, run_id: str, n: int) -> str:
+    """The WebSocket text frame carrying one event of served run *run_id*."""
+    # Built around the event's JSON form (already made once for every listener)
+    # rather than parsing and re-dumping it: run ids are hex, so no escaping is needed.
+    return f'{{"type":"event","run_id":"{run_id}","id":"{run_id}:{n}","event":{event_json}}}'
+
+
+def ws_message(type: str, **fields: JSON) -> str:
+    """Any other WebSocket text frame: ``{"type": type, **fields}``."""
+    return json.dumps({"type": type, **fields}, ensure_ascii=False, separators=(",", ":"))
+
+
+class BadEventId(ValueError):
+    """A ``Last-Event-ID`` that is not ``<run id>:<n>`` for the run asked about."""
+
+
+def parse_event_id(value: str, run_id: str) -> int:
+    """The position *n* in a ``Last-Event-ID`` of ``<run id>:<n>``; raises ``BadEventId``."""
+    prefix, sep, number = value.strip().rpartition(":")
+    if not sep or not number.isascii() or not number.isdigit() or len(number) > 18:
+        raise BadEventId(
+            f"Last-Event-ID {value!r} is not <run id>:<n>; send back the id of the last "
+            f"event you received, e.g. '{run_id}:41'"
+        )
+    if prefix != run_id:
+        raise BadEventId(
+            f"Last-Event-ID {value!r} belongs to run {prefix!r}, not to run {run_id!r}; "
+            "resume a run with an id it sent"
+        )
+    return int(number)

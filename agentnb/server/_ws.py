@@ -1,0 +1,157 @@
+"""The WebSocket front, ``/api/ws``: several runs over one socket, each cancellable.
+
+Client messages (JSON text frames)::
+
+    {"type": "start", "agent": "poet", "input": "the sea", "ref": 1}
+    {"type": "cancel", "run_id": "..."}
+    {"type": "attach", "run_id": "...", "last_event_id": "<run id>:<n>"}
+
+Server messages: ``started`` / ``attached`` (with the run id and the ``ref``),
+one ``event`` per agent event, and ``error`` for a bad message (the socket stays
+open). Closing the socket ends its listeners, which cancels the runs it started
+(unless they were started with ``"on_disconnect": "continue"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.websockets import WebSocket
+
+from .._events import JSON
+from ._errors import ApiError
+from ._hub import Listener, RunHub
+from ._requests import decode_json, parse_start
+from ._wire import BadEventId, parse_event_id, ws_message
+
+__all__ = ["serve_websocket"]
+
+logger = logging.getLogger("agentnb.server")
+
+
+def _same_origin(socket: WebSocket) -> bool:
+    """Browsers send Origin; a page from another site must not drive this server's agents."""
+    origin = socket.headers.get("origin")
+    if origin is None:  # not a browser (a script, the Python client): nothing to check
+        return True
+    return urlsplit(origin).netloc.lower() == socket.headers.get("host", "").lower()
+
+
+async def serve_websocket(socket: WebSocket, hub: RunHub, max_message: int = 1 << 20) -> None:
+    if not _same_origin(socket):
+        await socket.close(code=1008, reason="cross-origin WebSocket refused")
+        return
+    await socket.accept()
+    session = _Session(socket, hub, max_message)
+    try:
+        await session.receive_loop()
+    finally:
+        await session.close()
+
+
+class _Session:
+    def __init__(self, socket: WebSocket, hub: RunHub, max_message: int) -> None:
+        self.socket = socket
+        self.hub = hub
+        self.max_message = max_message
+        self.pumps: set[asyncio.Task[None]] = set()
+        self.lock = asyncio.Lock()
+
+    async def send(self, text: str) -> None:
+        async with self.lock:
+            await self.socket.send_text(text)
+
+    async def receive_loop(self) -> None:
+        while True:
+            message = await self.socket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            ref: JSON = None
+            try:
+                if len(data) > self.max_message:
+                    raise ApiError(
+                        413,
+                        "too_large",
+                        f"the message is over the server's limit of {self.max_message:,} bytes",
+                    )
+                request = decode_json(data, "the message")
+                if isinstance(request, Mapping):
+                    ref = request.get("ref")
+                await self.handle(request)
+            except ApiError as exc:
+                await self.send(ws_message("error", error=exc.code, message=exc.message, ref=ref))
+
+    async def handle(self, request: Any) -> None:
+        kinds = "start, cancel or attach"
+        if not isinstance(request, Mapping) or not isinstance(request.get("type"), str):
+            raise ApiError(
+                422,
+                "bad_request",
+                f'a message is a JSON object with "type" ({kinds}), e.g. '
+                '{"type": "start", "agent": "poet", "input": "the sea"}',
+            )
+        kind = request["type"]
+        ref = request.get("ref")
+        if kind == "start":
+            fields = {k: v for k, v in request.items() if k not in ("type", "ref")}
+            start = parse_start(fields, what="a start message")
+            served = self.hub.start(start.agent, start.args, start.on_disconnect)
+            listener = served.listen()
+            await self.send(ws_message("started", run_id=served.id, agent=served.agent, ref=ref))
+            self.pump(listener)
+        elif kind == "cancel":
+            served = self.hub.get(_run_id(request))
+            if served.run is not None:
+                served.run.cancel("cancelled by a client")
+        elif kind == "attach":
+            run_id = _run_id(request)
+            served = self.hub.get(run_id)
+            last = request.get("last_event_id")
+            if last is not None and not isinstance(last, str):
+                raise ApiError(
+                    422, "bad_request", '"last_event_id" must be a string "<run id>:<n>"'
+                )
+            try:
+                after = parse_event_id(last, run_id) if last else -1
+            except BadEventId as exc:
+                raise ApiError(400, "bad_event_id", str(exc)) from None
+            listener = served.listen(after)
+            await self.send(ws_message("attached", run_id=served.id, agent=served.agent, ref=ref))
+            self.pump(listener)
+        else:
+            raise ApiError(422, "bad_request", f"unknown message type {kind!r}; use {kinds}")
+
+    def pump(self, listener: Listener) -> None:
+        task = asyncio.get_running_loop().create_task(self._pump(listener))
+        self.pumps.add(task)
+        task.add_done_callback(self.pumps.discard)
+
+    async def _pump(self, listener: Listener) -> None:
+        try:
+            async for frames in listener:
+                for frame in frames:
+                    await self.send(frame.ws())
+        except Exception as exc:  # the socket went away mid-send; receive_loop sees it too
+            logger.debug("agentnb: WebSocket send failed: %r", exc)
+        finally:
+            listener.close()
+
+    async def close(self) -> None:
+        pumps = list(self.pumps)
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+def _run_id(request: Mapping[str, Any]) -> str:
+    run_id = request.get("run_id")
+    if not isinstance(run_id, str):
+        raise ApiError(422, "bad_request", f'"{request["type"]}" needs "run_id", a string')
+    return run_id
