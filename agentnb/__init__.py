@@ -83,9 +83,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # `agentnb.notebook` after a bare `import agentnb`, imported only when asked for
-    # (it needs the notebook extra).
-    if name == "notebook":
+    # `agentnb.notebook`, `agentnb.client`, `agentnb.server` after a bare `import agentnb`,
+    # imported only when asked for (each needs its extra).
+    if name in ("notebook", "client", "server"):
         import importlib
 
         return importlib.import_module(".notebook", __name__)

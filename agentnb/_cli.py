@@ -1,4 +1,5 @@
-"""``python -m agentnb``: ``demo`` streams a demo agent to the terminal, ``replay`` a recording."""
+"""``python -m agentnb``: ``demo`` streams a demo agent to the terminal, ``replay`` a recording,
+``serve`` runs the web front."""
 
 from __future__ import annotations
 
@@ -30,10 +31,24 @@ def _parser() -> argparse.ArgumentParser:
     play.add_argument("file")
     play.add_argument("--timing", action="store_true", help="keep the original pacing")
     play.add_argument("--speed", type=float, default=1.0, help="with --timing: speed factor")
+    sub.add_parser(
+        "serve",
+        help="serve the demo agents over SSE/WebSockets with a page at / (needs agentnb[server])",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        # The web front parses its own options (python -m agentnb serve --help).
+        try:
+            from .server._serve import main as serve
+        except ImportError as exc:
+            print(f"agentnb: {exc}", file=sys.stderr)
+            return 2
+        return serve(argv[1:])
     args = _parser().parse_args(argv)
     from . import demo as _demo  # noqa: F401  (registers the demo agents)
 
