@@ -5,6 +5,7 @@
     from agentnb.server import create_app, serve
     app = create_app(agents=[poet])     # or create_app(): every registered agent
     serve(app)                          # uvicorn on 127.0.0.1:8000; or `python -m agentnb serve`
+    server = start_server(app)          # or in a background thread (a notebook): server.url
 
 The agent never touches the network: its events go into the run's replay
 buffer, and each client streams them out from there (``POST /api/stream``,
@@ -24,8 +25,19 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     ) from exc
 
 from ._app import RunEventStream, create_app
+from ._background import BackgroundServer, start_server
 from ._errors import ApiError
 from ._hub import Listener, RunHub, ServedRun
 from ._serve import serve
 
-__all__ = ["ApiError", "Listener", "RunEventStream", "RunHub", "ServedRun", "create_app", "serve"]
+__all__ = [
+    "ApiError",
+    "BackgroundServer",
+    "Listener",
+    "RunEventStream",
+    "RunHub",
+    "ServedRun",
+    "create_app",
+    "serve",
+    "start_server",
+]

@@ -1,0 +1,118 @@
+"""``start_server()``: uvicorn in a background thread, for notebooks, scripts and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+__all__ = ["BackgroundServer", "start_server"]
+
+T = TypeVar("T")
+
+
+class _Server(uvicorn.Server):
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def install_signal_handlers(self) -> None:  # not the main thread: signals stay the caller's
+        pass
+
+
+class BackgroundServer:
+    """A uvicorn serving an app from a thread of this process; ``stop()`` (or ``with``) ends it.
+
+    ``url`` is its base URL (``http://127.0.0.1:PORT``); ``app`` the app it serves.
+    """
+
+    def __init__(
+        self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, **uvicorn_options: Any
+    ) -> None:
+        self.app = app
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        bound = self._socket.getsockname()[1]
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        self.url = f"http://{shown}:{bound}"
+        options: dict[str, Any] = {"log_level": "warning", "lifespan": "on"} | uvicorn_options
+        self._server = _Server(uvicorn.Config(app, **options))
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name=f"agentnb server {self.url}",
+            daemon=True,
+        )
+
+    def __repr__(self) -> str:
+        state = "running" if self._thread.is_alive() else "stopped"
+        return f"<agentnb.server.BackgroundServer {self.url} {state}>"
+
+    def start(self, timeout: float = 10) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the server at {self.url} failed to start (see its log)")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the server at {self.url} did not start in {timeout} s")
+            time.sleep(0.005)
+        return self
+
+    def stop(self, timeout: float = 15) -> None:
+        """Stop serving: open streams end, live runs are cancelled; waits for the thread."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._socket.close()
+        if self._thread.is_alive():
+            raise TimeoutError(f"the server at {self.url} did not stop within {timeout} s")
+
+    def call(self, fn: Callable[[], T], timeout: float = 5) -> T:
+        """Call *fn* on the server's event loop (to look at its state safely); return its value."""
+        loop = self._server.loop
+        if loop is None:
+            raise RuntimeError("the server is not running")
+
+        async def call() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def start_server(
+    app: FastAPI | None = None, *, host: str = "127.0.0.1", port: int = 0, **uvicorn_options: Any
+) -> BackgroundServer:
+    """Serve *app* (default: ``create_app()``) from a background thread; return at once.
+
+    ``port=0`` picks a free port (see ``.url``). In a notebook::
+
+        server = agentnb.server.start_server(create_app(agents=[poet]))
+        server.url        # 'http://127.0.0.1:41234'
+        server.stop()
+    """
+    if app is None:
+        from ._app import create_app
+
+        app = create_app()
+    return BackgroundServer(app, host, port, **uvicorn_options).start()
