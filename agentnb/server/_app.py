@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
@@ -31,6 +32,7 @@ _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+_SHUTDOWN_GRACE = 5.0  # seconds a stream has to send its run's end when the server stops
 _STATIC = {
     "/": ("page.html", "text/html; charset=utf-8"),
     "/page.js": ("page.js", "text/javascript; charset=utf-8"),
@@ -60,13 +62,27 @@ def _describe(fn: Callable[..., Any]) -> str:
 
 
 class RunEventStream(EventSourceResponse):
-    """The SSE response of one listener; it releases the listener however the response ends."""
+    """The SSE response of one listener; it releases the listener however the response ends.
+
+    When the server shuts down (sse-starlette sees uvicorn's exit signal), the
+    hub cancels its live runs, so the stream still ends with the run's
+    ``cancelled`` event instead of being cut (within a grace period).
+    """
 
     def __init__(self, listener: Listener, *, ping: float) -> None:
+        shutdown = anyio.Event()
+
+        async def on_shutdown() -> None:
+            await shutdown.wait()
+            listener.served.hub.begin_shutdown()
+
         super().__init__(
             _sse_body(listener),
             ping=ping,
             headers={"X-Agentnb-Run-Id": listener.served.id},
+            data_sender_callable=on_shutdown,
+            shutdown_event=shutdown,
+            shutdown_grace_period=_SHUTDOWN_GRACE,
         )
         self.listener = listener
 

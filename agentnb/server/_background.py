@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -72,7 +73,14 @@ class BackgroundServer:
         return self
 
     def stop(self, timeout: float = 15) -> None:
-        """Stop serving: open streams end, live runs are cancelled; waits for the thread."""
+        """Stop serving: live runs are cancelled, their streams end; waits for the thread."""
+        hub = getattr(getattr(self.app, "state", None), "hub", None)
+        loop = self._server.loop
+        if hub is not None and loop is not None and self._thread.is_alive():
+            # First the runs end (their streams send ``cancelled`` and close), then
+            # uvicorn stops: it waits for open responses, which are now ending.
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                loop.call_soon_threadsafe(hub.begin_shutdown)
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout)

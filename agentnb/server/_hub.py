@@ -216,6 +216,7 @@ class RunHub:
         self.replay_size = replay_size
         self.keep_finished = keep_finished
         self.keep_seconds = keep_seconds
+        self.closing = False
         self._runs: dict[str, ServedRun] = {}
         self._finished: OrderedDict[str, ServedRun] = OrderedDict()
         self._clock: Callable[[], float] = time.monotonic
@@ -240,6 +241,10 @@ class RunHub:
         self, agent: str, args: tuple[JSON, ...] = (), on_disconnect: OnDisconnect = "cancel"
     ) -> ServedRun:
         """Start *agent* with *args* (the request's input, or nothing); must run on the loop."""
+        if self.closing:
+            raise ApiError(
+                503, "shutting_down", "the server is shutting down; start runs elsewhere"
+            )
         info = self.agent(agent)
         self._purge()
         served = ServedRun(self, info.name, on_disconnect, self.replay_size)
@@ -277,11 +282,17 @@ class RunHub:
             finished.popitem(last=False)
             self._runs.pop(oldest.id, None)
 
+    def begin_shutdown(self) -> None:
+        """Refuse new runs and cancel the live ones: their streams end with ``cancelled``."""
+        self.closing = True
+        for served in self.live:
+            if served.run is not None:
+                served.run.cancel("the server is shutting down")
+
     async def aclose(self) -> None:
         """Cancel every live run and wait for them (the app's shutdown)."""
         runs = [s.run for s in self.live if s.run is not None]
-        for run in runs:
-            run.cancel("the server is shutting down")
+        self.begin_shutdown()
         for run in runs:
             with contextlib.suppress(Exception):  # every outcome is fine: its event was sent
                 await run.wait()
