@@ -1,0 +1,87 @@
+"""A remote run shown live in a real notebook kernel, through the notebook sink.
+
+The server runs in this process (a real uvicorn on 127.0.0.1); the kernel is a
+real ipykernel that reaches it over HTTP with ``agentnb.client.remote``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+import agentnb
+import agentnb.demo
+from agentnb import JSON
+from agentnb.server import RunHub, create_app
+from tests.kernel import WIDGET_MIME, Kernel
+from tests.server import _servers, in_server_loop, serving
+from tests.test_notebook_kernel import has_text, local_run, status_updates, view_of, wait_view
+
+
+async def slow_poet(topic: str) -> str:
+    """The demo poet at model pace (a run that lasts about four seconds)."""
+    return await agentnb.demo.poet(topic, speed=1)
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    with serving(create_app(agents=[agentnb.demo.poet, slow_poet])) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def k(base: str) -> Iterator[Kernel]:
+    kernel = Kernel({"AGENTNB_DEMO_SPEED": "0"})
+    try:
+        kernel.run_ok(
+            "%load_ext agentnb\n"
+            "import agentnb, agentnb.client\n"
+            f"URL = {base!r}\n"
+            "poet = agentnb.client.remote(URL, 'poet')\n"
+            "agentnb.agent(name='remote_slow')(agentnb.client.remote(URL, 'slow_poet'))\n"
+        )
+        yield kernel
+    finally:
+        kernel.close()
+
+
+def test_show_streams_a_remote_run_into_the_cell_and_leaves_its_transcript(k: Kernel) -> None:
+    cell = k.run_ok('result = await agentnb.notebook.show(poet, "the sea")')
+    value, transcript, _ = local_run("the sea")
+    assert cell.displays[0][WIDGET_MIME]["model_id"] == view_of(k, cell.msg_id)
+    assert status_updates(k, view_of(k, cell.msg_id)) == ["done"]
+    assert value in cell.final["text/plain"]
+    assert cell.final["text/plain"] == transcript.plain()
+    assert cell.final["text/markdown"] == transcript.markdown()
+    assert k.value("result") == repr(value)
+
+
+def test_stop_in_the_cell_cancels_the_run_on_the_server(k: Kernel, base: str) -> None:
+    cell_id = k.submit("%%agent remote_slow\nthe far sea")
+    comm = wait_view(k, cell_id)
+    k.wait_for(lambda: has_text(k, comm), 20, "streamed text")
+    assert k.idle(cell_id) is False, "the run ended before the stop could be tested"
+    k.comm_send(comm, {"t": "stop"})
+    cell = k.wait(cell_id)
+    assert cell.ok, cell.summary()
+    assert status_updates(k, comm) == ["cancelled"]
+    assert cell.final["text/plain"].rstrip("\n").endswith("cancelled: stopped from the notebook")
+    assert httpx.get(f"{base}/api/agents").status_code == 200  # the server goes on serving
+    deadline = time.monotonic() + 2
+    while True:
+        statuses = [r["status"] for r in _served_runs(base, "slow_poet")]
+        if statuses and statuses[-1] == "cancelled":
+            break
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.01)
+
+
+def _served_runs(base: str, agent: str) -> list[dict[str, JSON]]:
+    def read() -> list[dict[str, JSON]]:
+        hub: RunHub = _servers[base].app.state.hub
+        return [s.describe() for s in hub._runs.values() if s.agent == agent]
+
+    return in_server_loop(base, read)
