@@ -9,7 +9,7 @@ from typing import Any
 from .._events import JSON, Cancelled, Custom, Done, Error, Event, Status
 from .._run import current_run
 from ._exceptions import RemoteAgentError
-from ._stream import _MISSING, stream
+from ._stream import stream
 
 __all__ = ["remote"]
 
@@ -29,9 +29,14 @@ def remote(
     """
     label = name or agent
 
-    async def run_remotely(input: JSON = _MISSING) -> JSON:
+    async def run_remotely(*input: JSON) -> JSON:
+        if len(input) > 1:
+            raise TypeError(
+                f'a remote agent takes one input (sent as the request\'s JSON "input"), '
+                f"got {len(input)} arguments"
+            )
         run = current_run()
-        async with stream(base_url, agent, input, **options) as events:
+        async with stream(base_url, agent, *input, **options) as events:
             async for event in events:
                 if event.run_id == events.run_id and event.terminal:
                     return _outcome(event)
@@ -40,6 +45,7 @@ def remote(
 
     run_remotely.__name__ = run_remotely.__qualname__ = label
     run_remotely.__doc__ = f"{agent} on {base_url} (remote)"
+    run_remotely.__module__ = __package__ or __name__
     return run_remotely
 
 

@@ -146,7 +146,9 @@ class ServedRun:
         changed = self._changed
         if changed is None:
             changed = self._changed = asyncio.get_running_loop().create_future()
-        await changed
+        # Shielded: the future is shared by every waiting listener, and a cancelled
+        # waiter (a client that went away) would otherwise cancel it for all of them.
+        await asyncio.shield(changed)
 
     def describe(self) -> dict[str, JSON]:
         return {
