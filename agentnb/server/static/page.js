@@ -1,0 +1,463 @@
+// agentnb's web page: pick an agent, start a run, watch its events arrive.
+//
+// POST api/stream answers with Server-Sent Events, read here from the fetch
+// response body (EventSource cannot POST). The run's id comes in the
+// X-Agentnb-Run-Id header and every event's SSE id is "<run id>:<n>"; if the
+// stream drops before the run's own terminal event (done, error, cancelled),
+// the page resumes with GET api/runs/{id}/events and Last-Event-ID.
+// Agent data only ever reaches the page as text (textContent, text nodes),
+// never as HTML.
+
+const RETRIES = 5; // resume attempts in a row without receiving anything
+const RETRY_MS = 300; // first pause before resuming; doubles each time
+const MAX_JSON = 300; // characters of a tool's args or result shown on its line
+const TERMINAL = new Set(["done", "error", "cancelled"]);
+
+/**
+ * An incremental parser for the text/event-stream format (the WHATWG HTML
+ * standard's "event stream interpretation"). Feed it the body's chunks as they
+ * come, bytes or strings, split anywhere; it calls onEvent({type, data, id})
+ * for each complete event. Lines end in CRLF, LF or a lone CR, and a CR at the
+ * end of one chunk may have its LF at the start of the next.
+ */
+export class SSEParser {
+  constructor(onEvent) {
+    this.onEvent = onEvent;
+    this.decoder = new TextDecoder(); // UTF-8; drops a leading BOM
+    this.line = ""; // the line read so far
+    this.afterCR = false; // the last line ended with a CR: skip a LF right after it
+    this.type = "";
+    this.data = [];
+    this.lastEventId = "";
+  }
+
+  push(chunk) {
+    const text = typeof chunk === "string" ? chunk : this.decoder.decode(chunk, { stream: true });
+    if (!text) return;
+    let start = 0;
+    if (this.afterCR) {
+      this.afterCR = false;
+      if (text.charCodeAt(0) === 10) start = 1;
+    }
+    for (let i = start; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c !== 10 && c !== 13) continue;
+      const line = this.line + text.slice(start, i);
+      this.line = "";
+      if (c === 13) {
+        if (i + 1 === text.length) this.afterCR = true;
+        else if (text.charCodeAt(i + 1) === 10) i++;
+      }
+      start = i + 1;
+      this.processLine(line);
+    }
+    this.line += text.slice(start);
+  }
+
+  /** The stream ended: an event without its blank line is dropped, as the standard says. */
+  end() {
+    this.push(this.decoder.decode());
+    this.line = "";
+    this.type = "";
+    this.data = [];
+  }
+
+  processLine(line) {
+    if (line === "") {
+      this.dispatch();
+      return;
+    }
+    if (line[0] === ":") return; // a comment (keep-alive ping)
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value[0] === " ") value = value.slice(1);
+    if (field === "event") this.type = value;
+    else if (field === "data") this.data.push(value);
+    else if (field === "id" && !value.includes("\0")) this.lastEventId = value;
+    // "retry" and unknown fields: nothing to do here.
+  }
+
+  dispatch() {
+    const { type, data } = this;
+    this.type = "";
+    this.data = [];
+    if (!data.length) return;
+    this.onEvent({ type: type || "message", data: data.join("\n"), id: this.lastEventId });
+  }
+}
+
+// -- the page ------------------------------------------------------------------
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function compactJSON(value) {
+  const full = value === undefined ? "" : JSON.stringify(value);
+  return full.length > MAX_JSON ? [full.slice(0, MAX_JSON) + "…", full] : [full, ""];
+}
+
+function formatElapsed(ms) {
+  return (ms / 1000).toFixed(1) + " s";
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body && typeof body.message === "string") return body.message;
+  } catch {
+    // not JSON: say what the status was
+  }
+  return `the server answered ${response.status} ${response.statusText}`;
+}
+
+class Page {
+  constructor() {
+    this.form = $("run-form");
+    this.agent = $("agent");
+    this.agentDescription = $("agent-description");
+    this.input = $("input");
+    this.startButton = $("start");
+    this.stopButton = $("stop");
+    this.statusAgent = document.querySelector("[data-testid=status-agent]");
+    this.state = document.querySelector("[data-testid=state]");
+    this.elapsed = document.querySelector("[data-testid=elapsed]");
+    this.message = document.querySelector("[data-testid=message]");
+    this.text = $("text");
+    this.events = $("events");
+    this.descriptions = new Map();
+    this.run = null; // the run shown
+
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.start();
+    });
+    this.input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        this.start();
+      }
+    });
+    this.stopButton.addEventListener("click", () => this.stop());
+    this.agent.addEventListener("change", () => this.describeAgent());
+  }
+
+  async loadAgents() {
+    let agents;
+    try {
+      const response = await fetch("api/agents", { cache: "no-store" });
+      if (!response.ok) throw new Error(await errorMessage(response));
+      agents = await response.json();
+    } catch (err) {
+      this.message.textContent = `could not list the agents: ${err.message}`;
+      return;
+    }
+    this.agent.replaceChildren();
+    for (const { name, description } of agents) {
+      const option = el("option", "", name);
+      option.value = name;
+      this.descriptions.set(name, description || "");
+      this.agent.append(option);
+    }
+    if (!agents.length) this.agent.append(el("option", "", "no agents"));
+    this.agent.disabled = !agents.length;
+    this.startButton.disabled = !agents.length;
+    this.describeAgent();
+  }
+
+  describeAgent() {
+    this.agentDescription.textContent = this.descriptions.get(this.agent.value) || "";
+  }
+
+  setState(state) {
+    document.body.dataset.state = state;
+    this.state.textContent = state;
+    this.state.dataset.state = state;
+  }
+
+  tick() {
+    const run = this.run;
+    if (!run) return;
+    this.elapsed.textContent = formatElapsed((run.endedAt ?? performance.now()) - run.startedAt);
+  }
+
+  // -- a run ----------------------------------------------------------------------
+
+  async start() {
+    if ((this.run && !this.run.ended) || this.agent.disabled || !this.agent.value) return;
+    const run = {
+      id: null,
+      agent: this.agent.value,
+      lastId: "",
+      lastN: -1,
+      received: 0,
+      ended: false,
+      stopRequested: false,
+      startedAt: performance.now(),
+      endedAt: null,
+      textNode: document.createTextNode(""),
+      lastLine: null, // the last line, if later ones may merge into it (child text, custom kinds)
+      timer: null,
+    };
+    this.run = run;
+    this.text.replaceChildren(run.textNode);
+    this.events.replaceChildren();
+    this.statusAgent.textContent = run.agent;
+    this.message.textContent = "";
+    delete document.body.dataset.runId;
+    this.setState("running");
+    this.startButton.disabled = true;
+    this.stopButton.disabled = false;
+    this.tick();
+    run.timer = setInterval(() => this.tick(), 100);
+
+    let response;
+    try {
+      response = await fetch("api/stream", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        body: JSON.stringify({ agent: run.agent, input: this.input.value }),
+        cache: "no-store",
+      });
+    } catch (err) {
+      this.end(run, "error", `could not start the run: ${err.message}`);
+      return;
+    }
+    if (!response.ok) {
+      this.end(run, "error", await errorMessage(response));
+      return;
+    }
+    this.setRunId(run, response.headers.get("X-Agentnb-Run-Id"));
+    await this.follow(run, response);
+  }
+
+  setRunId(run, id) {
+    if (!id || run.id) return;
+    run.id = id;
+    if (this.run === run) document.body.dataset.runId = id;
+    if (run.stopRequested) this.sendCancel(run);
+  }
+
+  async follow(run, response) {
+    let failures = 0;
+    for (;;) {
+      const before = run.received;
+      if (response) {
+        try {
+          await this.read(run, response);
+        } catch {
+          // the connection dropped: resume below
+        }
+      }
+      if (run.ended) return;
+      if (run.received > before) failures = 0;
+      if (!run.id || ++failures > RETRIES) {
+        this.end(run, "error", "lost the connection to the run");
+        return;
+      }
+      await sleep(RETRY_MS * 2 ** (failures - 1));
+      const headers = { Accept: "text/event-stream" };
+      if (run.lastId) headers["Last-Event-ID"] = run.lastId;
+      try {
+        response = await fetch(`api/runs/${encodeURIComponent(run.id)}/events`, {
+          headers,
+          cache: "no-store",
+        });
+      } catch {
+        response = null;
+        continue;
+      }
+      if (!response.ok) {
+        if (response.status >= 500) {
+          response = null;
+          continue;
+        }
+        // unknown_run, expired, ...: resuming again will not help.
+        this.end(run, "error", await errorMessage(response));
+        return;
+      }
+    }
+  }
+
+  async read(run, response) {
+    const reader = response.body.getReader();
+    const parser = new SSEParser((message) => this.receive(run, message));
+    try {
+      while (!run.ended) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        parser.push(value);
+      }
+      if (!run.ended) parser.end();
+    } finally {
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  receive(run, message) {
+    if (run.ended) return;
+    const { id } = message;
+    const colon = id.lastIndexOf(":");
+    if (colon > 0) {
+      this.setRunId(run, id.slice(0, colon));
+      const n = Number(id.slice(colon + 1));
+      if (id.slice(0, colon) === run.id && Number.isInteger(n)) {
+        if (n <= run.lastN) return; // already shown (a resume that overlaps)
+        run.lastN = n;
+      }
+    }
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch {
+      return; // not an event
+    }
+    if (!event || typeof event !== "object") return;
+    if (id) run.lastId = id;
+    run.received++;
+    this.show(run, event, message.type);
+  }
+
+  show(run, event, type) {
+    const kind = typeof event.kind === "string" ? event.kind : type;
+    const own = event.run_id === run.id;
+    const path = Array.isArray(event.path) ? event.path.map(String) : [];
+    // Where a line goes: child runs' lines are indented and start with their path.
+    const at = { prefix: own ? "" : path.join(" › "), depth: Math.max(0, path.length - 1) };
+    switch (kind) {
+      case "text": {
+        const text = String(event.text ?? "");
+        if (own) run.textNode.appendData(text);
+        else this.line(run, { ...at, key: `text ${event.run_id}`, className: "child-text", append: text });
+        return;
+      }
+      case "status": {
+        const message = String(event.message ?? "");
+        this.message.textContent = at.prefix ? `${at.prefix}: ${message}` : message;
+        return;
+      }
+      case "tool_call": {
+        const [args, full] = compactJSON(event.args);
+        this.line(run, { ...at, className: "tool-call", text: `→ ${event.name}(${args})`, title: full });
+        return;
+      }
+      case "tool_result": {
+        const [result, full] = compactJSON(event.result);
+        const [mark, className] = event.is_error ? ["✗", "tool-result failed"] : ["←", "tool-result"];
+        this.line(run, { ...at, className, text: `${mark} ${event.name}: ${result}`, title: full });
+        return;
+      }
+      case "error": {
+        const summary = `${event.type}: ${event.message}`;
+        const details = String(event.traceback ?? "");
+        this.line(run, { ...at, className: "error", text: `✗ ${summary}`, details });
+        if (own) this.end(run, "error", summary);
+        return;
+      }
+      case "done":
+      case "cancelled":
+        if (own) {
+          this.end(run, kind, kind === "cancelled" ? String(event.reason || "stopped") : undefined);
+        } else {
+          const text = kind + (event.reason ? `: ${event.reason}` : "");
+          this.line(run, { ...at, className: kind, text });
+        }
+        return;
+      default: {
+        // A custom kind: its data (or, for a kind this page does not know, all its fields).
+        let data = event.data;
+        if (!("data" in event)) {
+          data = { ...event };
+          for (const key of ["kind", "run_id", "seq", "path", "ts"]) delete data[key];
+        }
+        const [shown, full] = compactJSON(data);
+        const key = `custom ${event.run_id} ${kind}`;
+        this.line(run, { ...at, key, className: "custom", text: `${kind} ${shown}`, title: full });
+      }
+    }
+  }
+
+  /** Add a line to the event list; lines with the same key in a row merge into one. */
+  line(run, { key = null, prefix, depth, className, text = "", append = null, title = "", details = "" }) {
+    const last = run.lastLine;
+    if (key && last && last.key === key) {
+      last.count++;
+      if (append !== null) last.body.appendData(append);
+      else {
+        last.body.data = text;
+        last.counter.textContent = ` ×${last.count}`;
+      }
+      if (title) last.node.title = title;
+      return;
+    }
+    const node = el("li", className);
+    if (depth) {
+      node.classList.add("child");
+      node.style.setProperty("--depth", String(depth));
+    }
+    if (title) node.title = title;
+    const body = document.createTextNode(append ?? text);
+    const counter = el("span", "count");
+    let target = node;
+    if (details) {
+      const box = el("details");
+      const summary = el("summary");
+      box.append(summary, el("pre", "traceback", details));
+      node.append(box);
+      target = summary;
+    }
+    if (prefix) target.append(el("span", "path", prefix), " ");
+    target.append(body, counter);
+    this.events.append(node);
+    run.lastLine = key ? { key, node, body, counter, count: 1 } : null;
+  }
+
+  end(run, state, message) {
+    if (run.ended) return;
+    run.ended = true;
+    run.endedAt = performance.now();
+    clearInterval(run.timer);
+    if (this.run !== run) return;
+    this.tick();
+    if (message !== undefined) this.message.textContent = message;
+    this.setState(state);
+    this.startButton.disabled = false;
+    this.stopButton.disabled = true;
+  }
+
+  stop() {
+    const run = this.run;
+    if (!run || run.ended || run.stopRequested) return;
+    run.stopRequested = true;
+    this.stopButton.disabled = true;
+    this.message.textContent = "stopping…";
+    if (run.id) this.sendCancel(run);
+  }
+
+  async sendCancel(run) {
+    try {
+      const response = await fetch(`api/runs/${encodeURIComponent(run.id)}/cancel`, {
+        method: "POST",
+        cache: "no-store",
+      });
+      if (!response.ok) throw new Error(await errorMessage(response));
+    } catch (err) {
+      if (run.ended || this.run !== run) return;
+      run.stopRequested = false;
+      this.stopButton.disabled = false;
+      this.message.textContent = `could not stop the run: ${err.message}`;
+    }
+  }
+}
+
+if (typeof document !== "undefined" && document.getElementById("run-form")) {
+  new Page().loadAgents();
+}
