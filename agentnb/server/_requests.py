@@ -40,7 +40,9 @@ def _no_constant(name: str) -> None:
 def decode_json(data: bytes | str, what: str) -> Any:
     """Parse JSON, or raise a 400 ``bad_json`` that says where it broke."""
     try:
-        return json.loads(data, parse_constant=_no_constant)
+        # Decoded here, not by json.loads: given bytes it would also take UTF-16 and UTF-32.
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise ApiError(
             400, "bad_json", f"{what} is not UTF-8 ({exc.reason} at byte {exc.start})"

@@ -29,9 +29,19 @@ def event_id(run_id: str, n: int) -> str:
     return f"{run_id}:{n}"
 
 
+# Line separators that SSE does not split on but naive readers do (``str.splitlines``):
+# escaped in ``data:``, which stays the same JSON value.
+_NAIVE_LINE_ENDS = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
+
+
 def sse_frame(event: Event, event_json: str, run_id: str, n: int) -> bytes:
-    """One SSE event (CRLF line ends) carrying *event*, whose JSON form is *event_json*."""
-    return ServerSentEvent(event_json, event=event.kind, id=f"{run_id}:{n}").encode()
+    """One SSE event (CRLF line ends) carrying *event*, whose JSON form is *event_json*.
+
+    The JSON has no CR or LF (JSON escapes them), so ``data:`` is one line; U+2028,
+    U+2029 and U+0085 are escaped too, for clients that split lines on them.
+    """
+    data = event_json.translate(_NAIVE_LINE_ENDS)
+    return ServerSentEvent(data, event=event.kind, id=f"{run_id}:{n}").encode()
 
 
 def ws_event(event_json: str, run_id: str, n: int) -> str:

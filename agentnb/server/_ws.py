@@ -71,10 +71,12 @@ class _Session:
             if message["type"] == "websocket.disconnect":
                 return
             data = message.get("text")
-            if data is None:
-                data = message.get("bytes") or b""
             ref: JSON = None
             try:
+                if data is None:
+                    raise ApiError(
+                        422, "bad_request", "send messages as JSON text frames, not binary frames"
+                    )
                 if len(data) > self.max_message:
                     raise ApiError(
                         413,
