@@ -135,6 +135,39 @@ class Outlet:
             await self.space
 
 
+class _Deliver:
+    """The buffer of an inline sink's outlet: appending an event hands it to the sink.
+
+    ``emit`` appends to every outlet's buffer under the run tree's lock, so an
+    inline sink is called right there, with nothing queued and no task to wake
+    (its outlet never has a waiter). A sink that raises is reported and closed.
+    """
+
+    __slots__ = ("delivery", "outlet", "run")
+
+    def __init__(self, run: Run, outlet: Outlet, delivery: Delivery) -> None:
+        self.run = run
+        self.outlet = outlet
+        self.delivery = delivery
+
+    def append(self, event: Event) -> None:
+        try:
+            self.delivery.send(event)
+        except Exception as exc:  # reported; the other sinks go on
+            self.outlet.closed = True
+            _report_sink_error(self.run, self.delivery, exc, event)
+
+    def __len__(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        if self.delivery.close is not None:
+            try:
+                self.delivery.close()
+            except Exception as exc:
+                _report_sink_error(self.run, self.delivery, exc, None)
+
+
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -156,6 +189,7 @@ class Run:
         "_children",
         "_closed",
         "_feeders",
+        "_inline",
         "_kwargs",
         "_lock",
         "_loop",
@@ -200,6 +234,7 @@ class Run:
         self._closed = False
         self._outlets: tuple[Outlet, ...] = ()
         self._own_outlets: list[Outlet] = []
+        self._inline: list[_Deliver] = []  # the buffers of this run's inline sinks' outlets
         self._feeders: list[asyncio.Task[None]] = []
         self._children: set[Run] = set()
         self._task: asyncio.Task[None] | None = None
@@ -317,6 +352,10 @@ class Run:
         for delivery in sinks:
             outlet = Outlet(self.id, self._lock, delivery.maxsize)
             own.append(outlet)
+            if delivery.inline:
+                outlet.buffer = _Deliver(self, outlet, delivery)  # type: ignore[assignment]
+                self._inline.append(outlet.buffer)  # type: ignore[arg-type]
+                continue
             self._feeders.append(
                 self._loop.create_task(
                     _feed(self, outlet, delivery), name=f"agentnb feed {delivery.label}"
@@ -414,6 +453,8 @@ class Run:
     def _finish(self, status: RunStatus, event: Event) -> None:
         self._status = status
         self._emit_event(event, final=True)
+        for inline in self._inline:
+            inline.close()
 
     async def wait(self) -> Any:
         """Wait for the run and its sinks to finish; return the agent's value.

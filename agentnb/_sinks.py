@@ -9,7 +9,12 @@ async), called once after the run it was given to has ended; and ``maxsize``
 ``agentnb.aemit`` holds the agent back. ``emit`` itself never blocks.
 
 Each sink is fed, in order, from its own queue by its own task, so a slow sink
-stalls neither the agent nor the other sinks. A sink that raises is reported
+stalls neither the agent nor the other sinks. A sink with ``inline = True`` is
+called instead by ``emit`` itself, in the emitting thread, while the run's lock
+is held: for a sink that only files the event away (the web front's replay
+buffer), so it gets the event without waiting for a task to be scheduled. Its
+``send`` must be synchronous, fast and thread-safe, and its ``close()``
+synchronous. A sink that raises is reported
 (logged on the ``agentnb`` logger and kept in ``Run.sink_errors``), gets no
 further events of that run (its ``close()`` is still called), and the other
 sinks keep receiving. Events are shared between sinks: treat their dicts and
@@ -48,6 +53,7 @@ class Delivery:
     open: Callable[[Any], object] | None
     close: Callable[[], object] | None
     maxsize: int
+    inline: bool = False
 
     @property
     def label(self) -> str:
@@ -74,12 +80,19 @@ def delivery_for(sink: object) -> Delivery:
     maxsize = getattr(sink, "maxsize", 0)
     if type(maxsize) is not int or maxsize < 0:
         raise AgentnbError(f"{_label(sink)}: maxsize must be an int >= 0, got {maxsize!r}")
+    inline = getattr(sink, "inline", False) is True
+    if inline and any(inspect.iscoroutinefunction(f) for f in (send, close)):
+        raise AgentnbError(
+            f"{_label(sink)}: an inline sink is called by emit itself, so its send() and "
+            "close() must be plain functions; drop inline = True to have it fed by a task."
+        )
     return Delivery(
         sink=sink,
         send=send,
         open=opener if callable(opener) else None,
         close=close if callable(close) else None,
         maxsize=maxsize,
+        inline=inline,
     )
 
 

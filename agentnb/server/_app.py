@@ -97,7 +97,7 @@ async def _sse_body(listener: Listener) -> AsyncIterator[bytes]:
     # Everything waiting goes out in one write: each event is still its own SSE
     # event, but a fast agent costs few sends.
     async for frames in listener:
-        yield frames[0].sse if len(frames) == 1 else b"".join(f.sse for f in frames)
+        yield frames[0] if len(frames) == 1 else b"".join(frames)
 
 
 def create_app(

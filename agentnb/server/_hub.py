@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -25,30 +26,23 @@ from .._events import JSON, Event
 from .._registry import AgentInfo, list_agents
 from .._run import Run, start
 from ._errors import ApiError
-from ._wire import sse_frame, ws_event
+from ._wire import sse_data, sse_frame, ws_event
 
-__all__ = ["Frame", "Listener", "OnDisconnect", "RunHub", "ServedRun"]
+__all__ = ["Listener", "OnDisconnect", "RunHub", "ServedRun"]
 
 OnDisconnect = Literal["cancel", "continue"]
 
 
-class Frame:
-    """One buffered event: its position, its JSON form and its SSE frame (made once)."""
-
-    __slots__ = ("json", "n", "run_id", "sse")
-
-    def __init__(self, run_id: str, n: int, event: Event) -> None:
-        self.run_id = run_id
-        self.n = n
-        self.json = event.to_json()
-        self.sse = sse_frame(event, self.json, run_id, n)
-
-    def ws(self) -> str:
-        return ws_event(self.json, self.run_id, self.n)
-
-
 class ServedRun:
-    """One run started by the server: its replay buffer and its listeners (a sink of the run)."""
+    """One run started by the server: its replay buffer and its listeners.
+
+    It is an inline sink of its run (``inline = True``): ``emit`` hands it each
+    event in the emitting thread, it frames the event once (SSE bytes; the
+    WebSocket form is cut from them) and wakes the listeners, so an event goes
+    from the agent to the network in one hop, as through a plain queue.
+    """
+
+    inline = True
 
     def __init__(
         self,
@@ -66,9 +60,14 @@ class ServedRun:
         self.ended = False  # the run's own terminal event is buffered
         self.ended_at = 0.0
         self._replay_size = replay_size
-        self._frames: list[Frame] = []
-        self._dropped = 0  # frames before _frames[0] (evicted from the replay buffer)
-        self._changed: asyncio.Future[None] | None = None
+        # The SSE frames of events _dropped, _dropped + 1, ...: bytes only, so a long
+        # buffer adds nothing for the garbage collector to walk.
+        self._frames: list[bytes] = []
+        self._dropped = 0  # frames evicted from the front of the replay buffer
+        self._lock = threading.Lock()  # send() may run in a worker thread of the agent
+        self._waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
     def __repr__(self) -> str:
         return (
@@ -84,30 +83,41 @@ class ServedRun:
     def status(self) -> str:
         return self.run.status if self.run is not None else "pending"
 
-    # -- the sink side (called by the run's feeder task, in order) ---------------
+    # -- the sink side (called by emit, in order, under the run's lock) ----------
 
     def open(self, run: Run) -> None:
         self.run = run
         self.id = run.id
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
     def send(self, event: Event) -> None:
-        frames = self._frames
-        frames.append(Frame(self.id, self.count, event))
-        if len(frames) > self._replay_size:
-            # Evict in blocks: one list copy per block instead of one per event.
-            drop = max(len(frames) - self._replay_size, self._replay_size // 8, 1)
-            drop = min(drop, len(frames) - 1)
-            del frames[:drop]
-            self._dropped += drop
-        if event.terminal and event.run_id == self.id:
+        with self._lock:
+            frames = self._frames
+            frames.append(sse_frame(event, event.to_json(), self.id, self._dropped + len(frames)))
+            if len(frames) > self._replay_size:
+                # Evict in blocks: one list copy per block instead of one per event.
+                drop = max(len(frames) - self._replay_size, self._replay_size // 8, 1)
+                drop = min(drop, len(frames) - 1)
+                del frames[:drop]
+                self._dropped += drop
+        if event.terminal and event.run_id == self.id:  # always on the run's own loop
             self.ended = True
             self.ended_at = time.monotonic()
             self.hub._ended(self)
-        changed = self._changed
-        if changed is not None:
-            self._changed = None
-            if not changed.done():
-                changed.set_result(None)
+        if self._waiters:
+            if threading.get_ident() == self._loop_thread:
+                self._wake()
+            else:
+                assert self._loop is not None
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a listener that went away cancelled its own
+                waiter.set_result(None)
 
     # -- the listener side -------------------------------------------------------
 
@@ -139,16 +149,16 @@ class ServedRun:
             assert self.run is not None
             self.run.cancel("the client disconnected")
 
-    def _slice(self, position: int) -> list[Frame]:
-        return self._frames[position - self._dropped :]
+    def _read(self, position: int) -> tuple[int, list[bytes]]:
+        """The frames from *position* on, and the position of the first buffered one."""
+        with self._lock:
+            return self._dropped, self._frames[max(position - self._dropped, 0) :]
 
     async def _wait(self) -> None:
-        changed = self._changed
-        if changed is None:
-            changed = self._changed = asyncio.get_running_loop().create_future()
-        # Shielded: the future is shared by every waiting listener, and a cancelled
-        # waiter (a client that went away) would otherwise cancel it for all of them.
-        await asyncio.shield(changed)
+        """Until the next event; each listener waits on a future of its own."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     def describe(self) -> dict[str, JSON]:
         return {
@@ -164,8 +174,8 @@ class ServedRun:
 class Listener:
     """One client's read position in a served run; counts as a listener until closed.
 
-    ``async for frames in listener`` yields lists of new frames (all that are
-    waiting, so a fast run is sent in few writes) and ends after the run's own
+    ``async for frames in listener`` yields lists of new SSE frames (all that
+    are waiting, so a fast run is sent in few writes) and ends after the run's own
     terminal event. ``close()`` is idempotent and must be called (the responses
     call it in a ``finally``): it applies the run's ``on_disconnect`` policy.
     """
@@ -176,24 +186,31 @@ class Listener:
         self.closed = False
         served._attach()
 
-    def __aiter__(self) -> AsyncIterator[list[Frame]]:
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
         return self._batches()
 
-    async def _batches(self) -> AsyncIterator[list[Frame]]:
+    async def _batches(self) -> AsyncIterator[list[bytes]]:
         served = self.served
         while not self.closed:
-            if self.position < served._dropped:
+            first, frames = served._read(self.position)
+            if self.position < first:
                 # Fell behind the replay buffer while sending: end this stream; a
                 # resume from the last id sent then answers 410 and says why.
                 return
-            if self.position < served.count:
-                frames = served._slice(self.position)
+            if frames:
                 self.position += len(frames)
                 yield frames
             elif served.ended:
                 return
             else:
                 await served._wait()
+
+    async def ws_messages(self) -> AsyncIterator[list[str]]:
+        """The batches as WebSocket text frames (the JSON cut from each SSE frame)."""
+        run_id = self.served.id
+        async for frames in self:
+            n = self.position - len(frames)
+            yield [ws_event(sse_data(frame), run_id, n + i) for i, frame in enumerate(frames)]
 
     def close(self) -> None:
         if not self.closed:

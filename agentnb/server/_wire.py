@@ -18,6 +18,7 @@ __all__ = [
     "BadEventId",
     "event_id",
     "parse_event_id",
+    "sse_data",
     "sse_frame",
     "ws_event",
     "ws_message",
@@ -40,8 +41,13 @@ def sse_frame(event: Event, event_json: str, run_id: str, n: int) -> bytes:
     The JSON has no CR or LF (JSON escapes them), so ``data:`` is one line; U+2028,
     U+2029 and U+0085 are escaped too, for clients that split lines on them.
     """
-    data = event_json.translate(_NAIVE_LINE_ENDS)
+    data = event_json if event_json.isascii() else event_json.translate(_NAIVE_LINE_ENDS)
     return ServerSentEvent(data, event=event.kind, id=f"{run_id}:{n}").encode()
+
+
+def sse_data(frame: bytes) -> str:
+    """The ``data:`` of a frame made by ``sse_frame`` (its one line: the event's JSON)."""
+    return frame[frame.index(b"\r\ndata: ") + 8 : -4].decode()
 
 
 def ws_event(event_json: str, run_id: str, n: int) -> str:

@@ -137,9 +137,9 @@ class _Session:
 
     async def _pump(self, listener: Listener) -> None:
         try:
-            async for frames in listener:
-                for frame in frames:
-                    await self.send(frame.ws())
+            async for messages in listener.ws_messages():
+                for message in messages:
+                    await self.send(message)
         except Exception as exc:  # the socket went away mid-send; receive_loop sees it too
             logger.debug("agentnb: WebSocket send failed: %r", exc)
         finally:
