@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("bench_core.py", ["per event, burst", "per event, paced", "concurrent runs", "import"]),
         ("bench_notebook.py", ["bytes on the wire", "messages, burst", "rate limit"]),
         ("bench_latency.py", ["p50", "p99"]),
+        ("bench_server.py", ["events/s, one stream", "p99 latency", "RSS per open stream"]),
     ],
 )
 def test_a_benchmark_runs_quick_and_prints_its_summary(script: str, measures: list[str]) -> None:
