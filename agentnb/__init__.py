@@ -88,7 +88,7 @@ def __getattr__(name: str) -> object:
     if name in ("notebook", "client", "server"):
         import importlib
 
-        return importlib.import_module(".notebook", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'agentnb' has no attribute {name!r}")
 
 

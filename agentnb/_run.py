@@ -152,7 +152,11 @@ class _Deliver:
 
     def append(self, event: Event) -> None:
         try:
-            self.delivery.send(event)
+            result = self.delivery.send(event)
+            if result is not None and inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()  # never awaited: close it so Python does not warn as well
+                raise TypeError("an inline sink's send() returned an awaitable; it must not")
         except Exception as exc:  # reported; the other sinks go on
             self.outlet.closed = True
             _report_sink_error(self.run, self.delivery, exc, event)

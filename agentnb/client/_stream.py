@@ -124,7 +124,7 @@ class RemoteStream:
                     await asyncio.sleep(min(self.retry_delay * 2 ** (attempts - 1), 5.0))
             finally:
                 if not self.ended and self.run_id is not None:
-                    await self._cancel_quietly(client)
+                    await self._cancel_quietly()
 
     async def _connect(self, client: httpx.AsyncClient) -> AsyncGenerator[Event, None]:
         kwargs: dict[str, Any]
@@ -162,13 +162,21 @@ class RemoteStream:
                 if self.ended:
                     return
 
-    async def _cancel_quietly(self, client: httpx.AsyncClient) -> None:
+    async def _cancel_quietly(self) -> None:
         # The caller left early (or the stream was lost): the run should not go on
-        # detached. Best effort: a server that cannot be reached cannot be told.
+        # detached. Shielded, in a client of its own, so that a cancellation still in
+        # force (anyio's cancel scopes re-deliver it) does not stop the request.
+        # Best effort: a server that cannot be reached cannot be told.
         assert self.run_id is not None
-        with contextlib.suppress(httpx.HTTPError, ServerError, asyncio.TimeoutError):
-            async with asyncio.timeout(2):
-                await cancel(self.base_url, self.run_id, client=client)
+        request = asyncio.ensure_future(_cancel_within(self.base_url, self.run_id, 2.0))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(request)
+
+
+async def _cancel_within(base_url: str, run_id: str, seconds: float) -> None:
+    with contextlib.suppress(httpx.HTTPError, ServerError, TimeoutError):
+        async with asyncio.timeout(seconds):
+            await cancel(base_url, run_id)
 
 
 def _position(event_id: str | None) -> int:

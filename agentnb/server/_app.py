@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -11,18 +11,23 @@ import anyio
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import AppStatus
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from .._registry import AgentInfo, agent_name
 from .._version import __version__
 from ._errors import ApiError
+from ._hosts import AllowedHosts
 from ._hub import Listener, RunHub
 from ._requests import parse_start, read_json
 from ._wire import BadEventId, parse_event_id
 from ._ws import serve_websocket
 
-__all__ = ["create_app"]
+__all__ = ["LOCAL_HOSTS", "create_app"]
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""The Host names ``create_app`` accepts by default: this machine's."""
 
 AgentsArg = Iterable[Callable[..., Any] | AgentInfo] | Mapping[str, Callable[..., Any]] | None
 
@@ -108,6 +113,7 @@ def create_app(
     keep_seconds: float = 300.0,
     max_body: int = 1 << 20,
     ping: float = 15.0,
+    allowed_hosts: Sequence[str] | None = LOCAL_HOSTS,
 ) -> FastAPI:
     """A FastAPI app serving *agents* (default: every registered agent, looked up live).
 
@@ -115,8 +121,11 @@ def create_app(
     name to agent. Each run keeps its last *replay_size* events for resuming;
     finished runs stay resumable *keep_seconds* (at most *keep_finished* of them).
     Request bodies over *max_body* bytes are refused; SSE streams send a keep-alive
-    comment every *ping* seconds. Serve it with ``agentnb.server.serve(app)`` or any
-    ASGI server; bind it to 127.0.0.1 unless you mean to expose your agents.
+    comment every *ping* seconds. Requests must name this machine in their Host
+    header (*allowed_hosts*, e.g. ``["agents.example.com"]``; None: any), so a web
+    page elsewhere cannot reach a local server by DNS rebinding. Serve it with
+    ``agentnb.server.serve(app)`` or any ASGI server; bind it to 127.0.0.1 unless
+    you mean to expose your agents.
     """
     hub = RunHub(
         _agent_table(agents),
@@ -127,6 +136,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Served again after a stop (a notebook restarting its server): take runs
+        # again, and forget sse-starlette's process-wide "exiting" flag of the
+        # previous server (it is never reset, and would end every new stream).
+        hub.closing = False
+        AppStatus.should_exit = False
         yield
         await hub.aclose()
 
@@ -137,6 +151,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.hub = hub
+    if allowed_hosts is not None:
+        # A page on another site can point its own name at 127.0.0.1 (DNS rebinding);
+        # its requests then carry that name as Host, and are refused here.
+        app.add_middleware(AllowedHosts, allowed_hosts=allowed_hosts)
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)

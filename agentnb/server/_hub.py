@@ -1,11 +1,12 @@
 """The server's runs: each started once, buffered for replay, streamed to any number of listeners.
 
-The agent never touches the network. A :class:`ServedRun` is an ordinary sink of
-its run: the run's feeder hands it each event once, and it appends the event
-(with its JSON form and SSE frame, made once) to a bounded replay buffer and wakes
-the listeners. A :class:`Listener` reads the buffer from any position, so a late
-or resuming client gets every event after its ``Last-Event-ID`` exactly once, and
-several clients can watch one run.
+The agent never touches the network. A :class:`ServedRun` is an inline sink of
+its run: ``emit`` hands it each event, and it appends the event's SSE frame (made
+once) to a bounded replay buffer and wakes the listeners. A :class:`Listener`
+reads the buffer from any position, so a late or resuming client gets every
+event after its ``Last-Event-ID`` exactly once, and several clients can watch
+one run. Frames a connected client has not read yet are kept past the buffer's
+size (up to four times it), so a slow client loses nothing.
 
 Listeners are counted. When the last one of an ``on_disconnect="cancel"`` run
 goes, the run is cancelled; a ``"continue"`` run goes on detached. Finished runs
@@ -19,7 +20,7 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Literal
 
 from .._events import JSON, Event
@@ -31,6 +32,19 @@ from ._wire import sse_data, sse_frame, ws_event
 __all__ = ["Listener", "OnDisconnect", "RunHub", "ServedRun"]
 
 OnDisconnect = Literal["cancel", "continue"]
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():  # a listener that went away cancelled its own
+            waiter.set_result(None)
+
+
+_SHUTDOWN_WAIT = 10.0  # seconds the app's shutdown waits for cancelled runs to end
+
+
+class _FellBehind(Exception):
+    """A listener is further behind than the replay buffer keeps."""
 
 
 class ServedRun:
@@ -66,6 +80,8 @@ class ServedRun:
         self._dropped = 0  # frames evicted from the front of the replay buffer
         self._lock = threading.Lock()  # send() may run in a worker thread of the agent
         self._waiters: list[asyncio.Future[None]] = []
+        self._slack = max(replay_size // 8, 1)  # evict in blocks, not one frame at a time
+        self._positions: dict[Listener, int] = {}  # connected listeners' read positions
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
 
@@ -92,32 +108,43 @@ class ServedRun:
         self._loop_thread = threading.get_ident()
 
     def send(self, event: Event) -> None:
+        terminal = event.terminal and event.run_id == self.id
+        frame = sse_frame(event, event.to_json(), self.id, self.count)
         with self._lock:
             frames = self._frames
-            frames.append(sse_frame(event, event.to_json(), self.id, self._dropped + len(frames)))
-            if len(frames) > self._replay_size:
-                # Evict in blocks: one list copy per block instead of one per event.
-                drop = max(len(frames) - self._replay_size, self._replay_size // 8, 1)
-                drop = min(drop, len(frames) - 1)
-                del frames[:drop]
-                self._dropped += drop
-        if event.terminal and event.run_id == self.id:  # always on the run's own loop
-            self.ended = True
+            frames.append(frame)
+            if len(frames) > self._replay_size + self._slack:
+                self._evict()
+            if terminal:
+                self.ended = True
+            waiters, self._waiters = self._waiters, []
+        if terminal:  # always on the run's own loop: the run's task emits it
             self.ended_at = time.monotonic()
             self.hub._ended(self)
-        if self._waiters:
+        if waiters:
             if threading.get_ident() == self._loop_thread:
-                self._wake()
+                _wake(waiters)
             else:
                 assert self._loop is not None
                 with contextlib.suppress(RuntimeError):  # the loop has closed
-                    self._loop.call_soon_threadsafe(self._wake)
+                    self._loop.call_soon_threadsafe(_wake, waiters)
 
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():  # a listener that went away cancelled its own
-                waiter.set_result(None)
+    def _evict(self) -> None:
+        """Drop the oldest frames down to ``replay_size`` (caller holds the lock).
+
+        Frames a connected listener has not read yet stay (so a client that is
+        merely slow loses nothing) unless it is more than four buffers behind:
+        then it is cut off, and told so.
+        """
+        frames = self._frames
+        keep_from = self._dropped + len(frames) - self._replay_size
+        behind = [pos for pos in self._positions.values() if pos < keep_from]
+        if behind and min(behind) >= keep_from - 3 * self._replay_size:
+            keep_from = min(behind)
+        drop = keep_from - self._dropped
+        if drop > 0:
+            del frames[:drop]
+            self._dropped += drop
 
     # -- the listener side -------------------------------------------------------
 
@@ -140,25 +167,38 @@ class ServedRun:
             )
         return Listener(self, after + 1)
 
-    def _attach(self) -> None:
+    def _attach(self, listener: Listener) -> None:
         self.listeners += 1
+        with self._lock:
+            self._positions[listener] = listener.position
 
-    def _detach(self) -> None:
+    def _detach(self, listener: Listener) -> None:
         self.listeners -= 1
+        with self._lock:
+            self._positions.pop(listener, None)
         if self.listeners == 0 and self.on_disconnect == "cancel" and not self.ended:
             assert self.run is not None
             self.run.cancel("the client disconnected")
 
-    def _read(self, position: int) -> tuple[int, list[bytes]]:
-        """The frames from *position* on, and the position of the first buffered one."""
-        with self._lock:
-            return self._dropped, self._frames[max(position - self._dropped, 0) :]
+    def _read(self, listener: Listener) -> tuple[list[bytes], asyncio.Future[None] | None]:
+        """The frames the listener has not had (advancing it), or a future for the next one.
 
-    async def _wait(self) -> None:
-        """Until the next event; each listener waits on a future of its own."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        await waiter
+        Checking for frames and registering the waiter happen under one lock, so an
+        event sent from another thread in between cannot slip past a sleeping listener.
+        """
+        with self._lock:
+            if listener.position < self._dropped:
+                raise _FellBehind
+            frames = self._frames[listener.position - self._dropped :]
+            waiter = None
+            if frames:
+                listener.position += len(frames)
+                self._positions[listener] = listener.position
+            elif not self.ended:
+                waiter = self._loop.create_future() if self._loop else None
+                if waiter is not None:
+                    self._waiters.append(waiter)
+            return frames, waiter
 
     def describe(self) -> dict[str, JSON]:
         return {
@@ -184,7 +224,8 @@ class Listener:
         self.served = served
         self.position = position
         self.closed = False
-        served._attach()
+        self.expired = False  # ended because it fell further behind than the buffer keeps
+        served._attach(self)
 
     def __aiter__(self) -> AsyncIterator[list[bytes]]:
         return self._batches()
@@ -192,18 +233,18 @@ class Listener:
     async def _batches(self) -> AsyncIterator[list[bytes]]:
         served = self.served
         while not self.closed:
-            first, frames = served._read(self.position)
-            if self.position < first:
-                # Fell behind the replay buffer while sending: end this stream; a
-                # resume from the last id sent then answers 410 and says why.
+            try:
+                frames, waiter = served._read(self)
+            except _FellBehind:
+                # Too far behind (a stalled client): end; a resume answers 410 and says why.
+                self.expired = True
                 return
             if frames:
-                self.position += len(frames)
                 yield frames
-            elif served.ended:
-                return
+            elif waiter is None:
+                return  # the run has ended and everything was sent
             else:
-                await served._wait()
+                await waiter
 
     async def ws_messages(self) -> AsyncIterator[list[str]]:
         """The batches as WebSocket text frames (the JSON cut from each SSE frame)."""
@@ -215,7 +256,12 @@ class Listener:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.served._detach()
+            self.served._detach(self)
+
+
+async def _quietly(wait: Awaitable[object]) -> None:
+    with contextlib.suppress(Exception):  # every outcome is fine here: its event was sent
+        await wait
 
 
 class RunHub:
@@ -309,9 +355,11 @@ class RunHub:
                 served.run.cancel("the server is shutting down")
 
     async def aclose(self) -> None:
-        """Cancel every live run and wait for them (the app's shutdown)."""
+        """Cancel every live run and wait for them (the app's shutdown), 10 s at most."""
         runs = [s.run for s in self.live if s.run is not None]
         self.begin_shutdown()
-        for run in runs:
-            with contextlib.suppress(Exception):  # every outcome is fine: its event was sent
-                await run.wait()
+        if runs:
+            waits = [asyncio.ensure_future(_quietly(run.wait())) for run in runs]
+            _done, pending = await asyncio.wait(waits, timeout=_SHUTDOWN_WAIT)
+            for wait in pending:  # an agent that ignores cancellation: stop waiting for it
+                wait.cancel()

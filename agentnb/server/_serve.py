@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
-from ._app import create_app
+from ._app import LOCAL_HOSTS, create_app
 
 __all__ = ["main", "serve"]
 
@@ -59,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from .. import demo  # noqa: F401  (registers the demo agents)
 
-        app = create_app()
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        local = args.host in LOCAL_HOSTS
+        app = create_app(allowed_hosts=LOCAL_HOSTS if local else None)
+    if args.host not in LOCAL_HOSTS:
         print(
             f"agentnb: serving on {args.host}: anyone who can reach it can run these agents "
             "(there is no authentication)",

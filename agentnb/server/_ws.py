@@ -77,7 +77,7 @@ class _Session:
                     raise ApiError(
                         422, "bad_request", "send messages as JSON text frames, not binary frames"
                     )
-                if len(data) > self.max_message:
+                if len(data) > self.max_message or len(data.encode()) > self.max_message:
                     raise ApiError(
                         413,
                         "too_large",
@@ -105,9 +105,7 @@ class _Session:
             fields = {k: v for k, v in request.items() if k not in ("type", "ref")}
             start = parse_start(fields, what="a start message")
             served = self.hub.start(start.agent, start.args, start.on_disconnect)
-            listener = served.listen()
-            await self.send(ws_message("started", run_id=served.id, agent=served.agent, ref=ref))
-            self.pump(listener)
+            await self.follow(served.listen(), "started", ref)
         elif kind == "cancel":
             served = self.hub.get(_run_id(request))
             if served.run is not None:
@@ -124,22 +122,40 @@ class _Session:
                 after = parse_event_id(last, run_id) if last else -1
             except BadEventId as exc:
                 raise ApiError(400, "bad_event_id", str(exc)) from None
-            listener = served.listen(after)
-            await self.send(ws_message("attached", run_id=served.id, agent=served.agent, ref=ref))
-            self.pump(listener)
+            await self.follow(served.listen(after), "attached", ref)
         else:
             raise ApiError(422, "bad_request", f"unknown message type {kind!r}; use {kinds}")
 
-    def pump(self, listener: Listener) -> None:
-        task = asyncio.get_running_loop().create_task(self._pump(listener))
+    async def follow(self, listener: Listener, kind: str, ref: JSON) -> None:
+        """Say which run this is (``started`` / ``attached``), then stream its events."""
+        served = listener.served
+        try:
+            await self.send(ws_message(kind, run_id=served.id, agent=served.agent, ref=ref))
+        except BaseException:
+            listener.close()  # nobody will read it: let the run's on_disconnect apply
+            raise
+        task = asyncio.get_running_loop().create_task(self._pump(listener, ref))
         self.pumps.add(task)
         task.add_done_callback(self.pumps.discard)
 
-    async def _pump(self, listener: Listener) -> None:
+    async def _pump(self, listener: Listener, ref: JSON) -> None:
         try:
             async for messages in listener.ws_messages():
                 for message in messages:
                     await self.send(message)
+            if listener.expired:
+                run_id = listener.served.id
+                await self.send(
+                    ws_message(
+                        "error",
+                        error="expired",
+                        message=f"this socket fell too far behind run {run_id} and was "
+                        "cut off; attach again with the last id you got (if it is still "
+                        "buffered) or start a new run",
+                        run_id=run_id,
+                        ref=ref,
+                    )
+                )
         except Exception as exc:  # the socket went away mid-send; receive_loop sees it too
             logger.debug("agentnb: WebSocket send failed: %r", exc)
         finally:
