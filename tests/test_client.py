@@ -244,6 +244,18 @@ async def test_leaving_the_loop_early_cancels_the_remote_run(base: str) -> None:
     await asyncio.to_thread(wait_status, base, events.run_id, "cancelled", 1.0)
 
 
+async def test_breaking_out_of_a_bare_loop_cancels_the_remote_run(base: str) -> None:
+    # No ``async with``: the dropped stream is closed when it is dropped (it holds no
+    # reference cycle that would leave its generators to be finalized all at once).
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    async for event in stream(base, "paced", 500):
+        run_id = event.run_id
+        break
+    await asyncio.to_thread(wait_status, base, run_id, "cancelled", 1.0)
+    assert errors == []
+
+
 async def test_a_refused_request_raises_the_servers_message(base: str) -> None:
     with pytest.raises(ServerError) as info:
         await drain(stream(base, "nobody", "x"))

@@ -37,32 +37,31 @@ class RemoteStream:
 
     ``run_id`` is known once the server answered; ``last_event_id`` is the id of
     the last event yielded; ``ended`` turns true with the run's terminal event.
+    Use it in ``async with`` to leave it at a point of your choosing; a bare
+    ``async for`` that breaks out also cancels the run, when the stream is dropped.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        start: dict[str, JSON] | None = None,
-        run_id: str | None = None,
-        last_event_id: str | None = None,
-        client: httpx.AsyncClient | None = None,
-        retries: int = 5,
-        retry_delay: float = 0.25,
-        headers: Mapping[str, str] | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.run_id = run_id
-        self.last_event_id = last_event_id
-        self.ended = False
-        self.retries = retries
-        self.retry_delay = retry_delay
-        self._start = start
-        self._client = client
-        self._headers = dict(headers or {})
-        self._timeout = httpx.Timeout(timeout, read=None)
-        self._events = self._generate()
+    def __init__(self, base_url: str, **options: Any) -> None:
+        # The generator holds the link, not this object: no reference cycle, so a
+        # stream dropped after a ``break`` is closed at once, outermost first.
+        self._link = _Link(base_url, **options)
+        self._events = self._link.generate()
+
+    @property
+    def base_url(self) -> str:
+        return self._link.base_url
+
+    @property
+    def run_id(self) -> str | None:
+        return self._link.run_id
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self._link.last_event_id
+
+    @property
+    def ended(self) -> bool:
+        return self._link.ended
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "open"
@@ -90,19 +89,47 @@ class RemoteStream:
         """Ask the server to cancel the run; its stream then ends with a ``cancelled`` event."""
         if self.run_id is None:
             raise RuntimeError("the server has not answered yet: there is no run to cancel")
-        async with self._session() as client:
+        async with self._link.session() as client:
             await cancel(self.base_url, self.run_id, client=client)
 
+
+class _Link:
+    """A remote run's connection state, and the generator of its events."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        start: dict[str, JSON] | None = None,
+        run_id: str | None = None,
+        last_event_id: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        retries: int = 5,
+        retry_delay: float = 0.25,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.run_id = run_id
+        self.last_event_id = last_event_id
+        self.ended = False
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self._start = start
+        self._client = client
+        self._headers = dict(headers or {})
+        self._timeout = httpx.Timeout(timeout, read=None)
+
     @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[httpx.AsyncClient]:
+    async def session(self) -> AsyncIterator[httpx.AsyncClient]:
         if self._client is not None:
             yield self._client
             return
         async with httpx.AsyncClient(timeout=self._timeout, headers=self._headers) as client:
             yield client
 
-    async def _generate(self) -> AsyncGenerator[Event, None]:
-        async with self._session() as client:
+    async def generate(self) -> AsyncGenerator[Event, None]:
+        async with self.session() as client:
             try:
                 attempts = 0
                 while True:
