@@ -15,6 +15,8 @@ def host_name(header: str) -> str:
     header = header.strip().lower()
     if header.startswith("["):
         return header[1:].partition("]")[0]
+    if header.count(":") > 1:  # an IPv6 address written bare (as in allowed_hosts)
+        return header
     return header.partition(":")[0]
 
 
