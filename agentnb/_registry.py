@@ -45,14 +45,19 @@ def agent(
         if not callable(f):
             raise TypeError(f"@agentnb.agent decorates a function, got {f!r}")
         key = name or getattr(f, "__name__", None) or type(f).__name__
-        doc = description if description is not None else (f.__doc__ or "").strip()
-        _registry[key] = AgentInfo(key, f, doc.splitlines()[0] if doc else "")
+        _registry[key] = AgentInfo(key, f, description if description is not None else describe(f))
         # A bound method cannot take the attribute; the registry still has it.
         with contextlib.suppress(AttributeError, TypeError):
             setattr(f, _NAME_ATTR, key)
         return f
 
     return register(fn) if fn is not None else register
+
+
+def describe(fn: Callable[..., Any]) -> str:
+    """An agent's one-line description: the first line of its docstring ("" without one)."""
+    doc = (getattr(fn, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 def get_agent(name: str) -> Callable[..., Any]:

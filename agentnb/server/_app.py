@@ -15,7 +15,7 @@ from sse_starlette.sse import AppStatus
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from .._registry import AgentInfo, agent_name
+from .._registry import AgentInfo, agent_name, describe
 from .._version import __version__
 from ._errors import ApiError
 from ._hosts import AllowedHosts
@@ -49,21 +49,16 @@ def _agent_table(agents: AgentsArg) -> dict[str, AgentInfo] | None:
     if agents is None:
         return None
     if isinstance(agents, Mapping):
-        items = [AgentInfo(name, fn, _describe(fn)) for name, fn in agents.items()]
+        items = [AgentInfo(name, fn, describe(fn)) for name, fn in agents.items()]
     else:
         items = [
-            a if isinstance(a, AgentInfo) else AgentInfo(agent_name(a), a, _describe(a))
+            a if isinstance(a, AgentInfo) else AgentInfo(agent_name(a), a, describe(a))
             for a in agents
         ]
     for info in items:
         if not callable(info.fn):
             raise TypeError(f"create_app(agents=...): {info.name!r} is not callable: {info.fn!r}")
     return {info.name: info for info in items}
-
-
-def _describe(fn: Callable[..., Any]) -> str:
-    doc = (getattr(fn, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
 
 
 class RunEventStream(EventSourceResponse):

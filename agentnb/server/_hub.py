@@ -70,7 +70,6 @@ class ServedRun:
         self.on_disconnect: OnDisconnect = on_disconnect
         self.run: Run | None = None
         self.id = ""
-        self.listeners = 0
         self.ended = False  # the run's own terminal event is buffered
         self.ended_at = 0.0
         self._replay_size = replay_size
@@ -89,6 +88,11 @@ class ServedRun:
         return (
             f"<ServedRun {self.agent} id={self.id} events={self.count} listeners={self.listeners}>"
         )
+
+    @property
+    def listeners(self) -> int:
+        """How many clients are attached (streaming the run, or about to)."""
+        return len(self._positions)
 
     @property
     def count(self) -> int:
@@ -168,15 +172,13 @@ class ServedRun:
         return Listener(self, after + 1)
 
     def _attach(self, listener: Listener) -> None:
-        self.listeners += 1
         with self._lock:
             self._positions[listener] = listener.position
 
     def _detach(self, listener: Listener) -> None:
-        self.listeners -= 1
         with self._lock:
             self._positions.pop(listener, None)
-        if self.listeners == 0 and self.on_disconnect == "cancel" and not self.ended:
+        if not self._positions and self.on_disconnect == "cancel" and not self.ended:
             assert self.run is not None
             self.run.cancel("the client disconnected")
 
@@ -195,9 +197,9 @@ class ServedRun:
                 listener.position += len(frames)
                 self._positions[listener] = listener.position
             elif not self.ended:
-                waiter = self._loop.create_future() if self._loop else None
-                if waiter is not None:
-                    self._waiters.append(waiter)
+                assert self._loop is not None  # open() ran before anyone could listen
+                waiter = self._loop.create_future()
+                self._waiters.append(waiter)
             return frames, waiter
 
     def describe(self) -> dict[str, JSON]:

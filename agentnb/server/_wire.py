@@ -42,7 +42,7 @@ def sse_frame(event: Event, event_json: str, run_id: str, n: int) -> bytes:
     U+2029 and U+0085 are escaped too, for clients that split lines on them.
     """
     data = event_json if event_json.isascii() else event_json.translate(_NAIVE_LINE_ENDS)
-    return ServerSentEvent(data, event=event.kind, id=f"{run_id}:{n}").encode()
+    return ServerSentEvent(data, event=event.kind, id=event_id(run_id, n)).encode()
 
 
 def sse_data(frame: bytes) -> str:
@@ -54,7 +54,9 @@ def ws_event(event_json: str, run_id: str, n: int) -> str:
     """The WebSocket text frame carrying one event of served run *run_id*."""
     # Built around the event's JSON form (already made once for every listener)
     # rather than parsing and re-dumping it: run ids are hex, so no escaping is needed.
-    return f'{{"type":"event","run_id":"{run_id}","id":"{run_id}:{n}","event":{event_json}}}'
+    return (
+        f'{{"type":"event","run_id":"{run_id}","id":"{event_id(run_id, n)}","event":{event_json}}}'
+    )
 
 
 def ws_message(type: str, **fields: JSON) -> str:
