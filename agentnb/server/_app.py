@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._registry import AgentInfo, agent_name, describe
 from .._version import __version__
+from ._eager import start_eagerly
 from ._errors import ApiError
 from ._hosts import AllowedHosts
 from ._hub import Listener, RunHub
@@ -87,6 +88,14 @@ class RunEventStream(EventSourceResponse):
         self.listener = listener
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        def write(frame: bytes) -> Awaitable[None] | None:
+            # Called from emit (the listener is waiting in _sse_body, so this stream
+            # has nothing else in flight): the event goes out in the agent's own step.
+            return start_eagerly(
+                send({"type": "http.response.body", "body": frame, "more_body": True})
+            )
+
+        self.listener.writer = write
         try:
             await super().__call__(scope, receive, send)
         finally:

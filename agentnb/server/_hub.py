@@ -8,6 +8,13 @@ event after its ``Last-Event-ID`` exactly once, and several clients can watch
 one run. Frames a connected client has not read yet are kept past the buffer's
 size (up to four times it), so a slow client loses nothing.
 
+A listener with a *writer* (an SSE response sets one) is written to straight
+from ``emit`` when the event is emitted on the server's loop and the listener is
+waiting, caught up: the event reaches the socket in the agent's own step, as from
+a generator-based endpoint, not one event-loop turn later. Only the first event
+of each step goes this way; the rest of a burst (and anything emitted from a
+worker thread) is batched by the listener's own task, in few writes.
+
 Listeners are counted. When the last one of an ``on_disconnect="cancel"`` run
 goes, the run is cancelled; a ``"continue"`` run goes on detached. Finished runs
 stay resumable for ``keep_seconds`` (at most ``keep_finished`` of them).
@@ -32,12 +39,12 @@ from ._wire import sse_data, sse_frame, ws_event
 __all__ = ["Listener", "OnDisconnect", "RunHub", "ServedRun"]
 
 OnDisconnect = Literal["cancel", "continue"]
+_Unfinished = Awaitable[None] | None  # a parked listener is woken with the rest of a write, if any
 
 
-def _wake(waiters: list[asyncio.Future[None]]) -> None:
-    for waiter in waiters:
-        if not waiter.done():  # a listener that went away cancelled its own
-            waiter.set_result(None)
+def _wake(listeners: list[Listener]) -> None:
+    for listener in listeners:
+        listener._wake()
 
 
 _SHUTDOWN_WAIT = 10.0  # seconds the app's shutdown waits for cancelled runs to end
@@ -52,8 +59,8 @@ class ServedRun:
 
     It is an inline sink of its run (``inline = True``): ``emit`` hands it each
     event in the emitting thread, it frames the event once (SSE bytes; the
-    WebSocket form is cut from them) and wakes the listeners, so an event goes
-    from the agent to the network in one hop, as through a plain queue.
+    WebSocket form is cut from them), writes it to the SSE clients that are
+    waiting for it (on the loop's thread) and wakes the other listeners.
     """
 
     inline = True
@@ -78,7 +85,7 @@ class ServedRun:
         self._frames: list[bytes] = []
         self._dropped = 0  # frames evicted from the front of the replay buffer
         self._lock = threading.Lock()  # send() may run in a worker thread of the agent
-        self._waiters: list[asyncio.Future[None]] = []
+        self._parked: list[Listener] = []  # listeners waiting for the next event
         self._slack = max(replay_size // 8, 1)  # evict in blocks, not one frame at a time
         self._positions: dict[Listener, int] = {}  # connected listeners' read positions
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,7 +120,8 @@ class ServedRun:
 
     def send(self, event: Event) -> None:
         terminal = event.terminal and event.run_id == self.id
-        frame = sse_frame(event, event.to_json(), self.id, self.count)
+        index = self.count
+        frame = sse_frame(event, event.to_json(), self.id, index)
         with self._lock:
             frames = self._frames
             frames.append(frame)
@@ -121,17 +129,18 @@ class ServedRun:
                 self._evict()
             if terminal:
                 self.ended = True
-            waiters, self._waiters = self._waiters, []
+            parked, self._parked = self._parked, []
         if terminal:  # always on the run's own loop: the run's task emits it
             self.ended_at = time.monotonic()
             self.hub._ended(self)
-        if waiters:
+        if parked:
             if threading.get_ident() == self._loop_thread:
-                _wake(waiters)
+                for listener in parked:
+                    listener._wake(frame, index)
             else:
                 assert self._loop is not None
                 with contextlib.suppress(RuntimeError):  # the loop has closed
-                    self._loop.call_soon_threadsafe(_wake, waiters)
+                    self._loop.call_soon_threadsafe(_wake, parked)
 
     def _evict(self) -> None:
         """Drop the oldest frames down to ``replay_size`` (caller holds the lock).
@@ -182,10 +191,10 @@ class ServedRun:
             assert self.run is not None
             self.run.cancel("the client disconnected")
 
-    def _read(self, listener: Listener) -> tuple[list[bytes], asyncio.Future[None] | None]:
+    def _read(self, listener: Listener) -> tuple[list[bytes], asyncio.Future[_Unfinished] | None]:
         """The frames the listener has not had (advancing it), or a future for the next one.
 
-        Checking for frames and registering the waiter happen under one lock, so an
+        Checking for frames and parking the listener happen under one lock, so an
         event sent from another thread in between cannot slip past a sleeping listener.
         """
         with self._lock:
@@ -198,9 +207,21 @@ class ServedRun:
                 self._positions[listener] = listener.position
             elif not self.ended:
                 assert self._loop is not None  # open() ran before anyone could listen
-                waiter = self._loop.create_future()
-                self._waiters.append(waiter)
+                waiter = listener._waiter = self._loop.create_future()
+                self._parked.append(listener)
             return frames, waiter
+
+    def _wrote(self, listener: Listener, position: int, park: bool) -> bool:
+        """*listener* was written up to *position*; park it again (if *park*) unless there is more.
+
+        True if parked: the run's end, or an event newer than *position*, wakes it.
+        """
+        with self._lock:
+            listener.position = self._positions[listener] = position
+            if not park or position < self.count or self.ended:
+                return False
+            self._parked.append(listener)
+            return True
 
     def describe(self) -> dict[str, JSON]:
         return {
@@ -220,6 +241,11 @@ class Listener:
     are waiting, so a fast run is sent in few writes) and ends after the run's own
     terminal event. ``close()`` is idempotent and must be called (the responses
     call it in a ``finally``): it applies the run's ``on_disconnect`` policy.
+
+    *writer*, if set, sends one frame to the client from whatever task is running
+    (see ``start_eagerly``): ``None`` once written, else the rest of the write. It
+    is used while the listener's task waits in ``async for``, which it must be
+    doing for nothing else to be writing to the client.
     """
 
     def __init__(self, served: ServedRun, position: int) -> None:
@@ -227,7 +253,38 @@ class Listener:
         self.position = position
         self.closed = False
         self.expired = False  # ended because it fell further behind than the buffer keeps
+        self.writer: Callable[[bytes], _Unfinished] | None = None
+        self._waiter: asyncio.Future[_Unfinished] | None = None  # while parked
+        self._hot = False  # written from emit in this loop step already
         served._attach(self)
+
+    def _wake(self, frame: bytes | None = None, index: int = -1) -> None:
+        """A new event (frame #*index*, if emitted on the loop): write it, or wake the task.
+
+        Called by the run on its loop, with the listener parked. The first event of a
+        loop step is written here and the listener stays parked; a later one in the
+        same step, or one that cannot be written at once, wakes the listener's task.
+        """
+        waiter = self._waiter
+        if waiter is None or waiter.done():  # the listener's task was cancelled
+            return
+        writer = self.writer
+        if frame is None or writer is None or self._hot or self.closed or index != self.position:
+            waiter.set_result(None)
+            return
+        try:
+            rest = writer(frame)
+        except Exception as exc:  # the response's task raises it, as if its own write had
+            waiter.set_exception(exc)
+            return
+        if self.served._wrote(self, index + 1, park=rest is None):
+            self._hot = True
+            waiter.get_loop().call_soon(self._cool)
+        else:  # the socket is full (the task finishes the write), or there is more to read
+            waiter.set_result(rest)
+
+    def _cool(self) -> None:
+        self._hot = False
 
     def __aiter__(self) -> AsyncIterator[list[bytes]]:
         return self._batches()
@@ -246,7 +303,10 @@ class Listener:
             elif waiter is None:
                 return  # the run has ended and everything was sent
             else:
-                await waiter
+                rest = await waiter
+                self._waiter = None
+                if rest is not None:
+                    await rest  # a write begun in emit, waiting for the socket to drain
 
     async def ws_messages(self) -> AsyncIterator[list[str]]:
         """The batches as WebSocket text frames (the JSON cut from each SSE frame)."""
@@ -258,6 +318,7 @@ class Listener:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.writer = None
             self.served._detach(self)
 
 

@@ -1,0 +1,207 @@
+"""An event emitted on the server's loop is written to waiting SSE clients in the agent's own step.
+
+Against a real uvicorn: the first event of a step reaches the client while the
+agent is still busy in that step (so it cannot have been written by another
+task); when the socket is full, or a middleware waits in ``send``, the client's
+own task finishes the write and every event still arrives once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Awaitable
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi import Request, Response
+from starlette.middleware.base import RequestResponseEndpoint
+
+import agentnb
+import agentnb.server._app as app_module
+from agentnb._registry import AgentInfo
+from agentnb.server import create_app
+from agentnb.server._eager import start_eagerly
+from agentnb.server._hub import RunHub
+from tests.served import Reading, Server, SseParser, open_stream, served
+
+BUSY = 0.6  # seconds the busy agent holds the server's loop after each event
+FREED: list[float] = []  # when the busy agent let go of the loop after each event
+
+
+async def busy(steps: int) -> None:
+    """Waits for its listeners, then in each step emits an event and holds the loop BUSY s."""
+    await asyncio.sleep(0.3)  # the responses are sent and their listeners wait
+    for i in range(steps):
+        agentnb.emit(f"step {i}")
+        time.sleep(BUSY)  # noqa: ASYNC251 - holds the server's loop: no other task runs meanwhile
+        FREED.append(time.monotonic())
+        await asyncio.sleep(0)
+
+
+async def big(count: int) -> int:
+    """Emits *count* 64 KiB texts, one per loop step."""
+    for i in range(count):
+        agentnb.emit(f"{i:08d}" + "x" * (65536 - 8))
+        await asyncio.sleep(0)
+    return count
+
+
+async def paced(count: int) -> int:
+    for i in range(count):
+        agentnb.emit(f"{i} ")
+        await asyncio.sleep(0.002)
+    return count
+
+
+AGENTS = {"busy": busy, "big": big, "paced": paced}
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each write begun from emit: True if it finished there, False if it had to wait."""
+    outcomes: list[bool] = []
+
+    def spy(awaitable: Awaitable[None]) -> Awaitable[None] | None:
+        rest = start_eagerly(awaitable)
+        outcomes.append(rest is None)
+        return rest
+
+    monkeypatch.setattr(app_module, "start_eagerly", spy)
+    return outcomes
+
+
+async def test_an_event_reaches_every_waiting_client_while_the_agent_is_still_in_its_step(
+    writes: list[bool],
+) -> None:
+    with served(create_app(agents=AGENTS)) as server:
+        async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
+            FREED.clear()
+            body = {"agent": "busy", "input": 2, "on_disconnect": "continue"}
+            async with open_stream(client, "POST", "/api/stream", json=body) as first:
+                await first.more(0)  # the response's head is in: the run has started
+                url = f"/api/runs/{first.run_id}/events"
+                async with open_stream(client, "GET", url) as second:
+                    arrivals = await asyncio.gather(_arrivals(first), _arrivals(second))
+    assert len(FREED) == 2
+    for times in arrivals:
+        assert list(times) == ["step 0", "step 1", "done"]
+        # Each text arrived while the agent still held the server's loop in the step that
+        # emitted it (the same clock: the server runs in a thread of this process).
+        assert times["step 0"] < FREED[0] - BUSY / 2, (times, FREED)
+        assert times["step 1"] < FREED[1] - BUSY / 2, (times, FREED)
+    assert writes == [True] * 6  # two texts and done, to two clients, each written in emit
+
+
+async def _arrivals(reading: Reading) -> dict[str, float]:
+    """When each event of *reading* arrived (the text, or the kind of a non-text event)."""
+    times: dict[str, float] = {}
+    while not reading.ended:
+        for sse in await reading.more(1):
+            event = agentnb.Event.from_json(sse.data)
+            name = event.text if isinstance(event, agentnb.TextChunk) else event.kind
+            times[name] = time.monotonic()
+    return times
+
+
+async def test_a_client_whose_socket_is_full_still_gets_every_event_once_in_order(
+    writes: list[bool],
+) -> None:
+    count = 200  # 12.5 MiB: more than the kernel buffers of a client that does not read
+    with served(create_app(agents=AGENTS)) as server:
+        raw = await asyncio.to_thread(_read_slowly, server, {"agent": "big", "input": count})
+    events = [agentnb.Event.from_json(e.data) for e in SseParser().feed(raw)]
+    texts = [e.text for e in events if isinstance(e, agentnb.TextChunk)]
+    assert len(texts) == count
+    assert texts == [f"{i:08d}" + "x" * (65536 - 8) for i in range(count)]
+    assert [e.seq for e in events] == list(range(count + 1))
+    assert events[-1].kind == "done"
+    assert False in writes  # some writes begun in emit waited for the socket to drain
+
+
+def _read_slowly(server: Server, body: dict[str, object]) -> bytes:
+    """POST *body* on a socket with a small receive buffer; read nothing until the run ends."""
+    url = urlsplit(server.base)
+    payload = json.dumps(body).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect((url.hostname, url.port))
+        sock.sendall(
+            b"POST /api/stream HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (url.netloc.encode(), len(payload), payload)
+        )
+        data = bytearray()
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        head = bytes(data[: data.index(b"\r\n\r\n")]).decode()
+        run_id = next(
+            line.split(":", 1)[1].strip()
+            for line in head.split("\r\n")
+            if line.lower().startswith("x-agentnb-run-id:")
+        )
+        server.wait_for(lambda: server.hub.get(run_id).ended, timeout=30)
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the server closed the connection before the end of the stream"
+            data += chunk
+    return _dechunk(bytes(data[data.index(b"\r\n\r\n") + 4 :]))
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = bytearray()
+    at = 0
+    while True:
+        end = body.index(b"\r\n", at)
+        size = int(body[at:end], 16)
+        if size == 0:
+            return bytes(out)
+        out += body[end + 2 : end + 2 + size]
+        at = end + 2 + size + 2
+
+
+async def test_a_middleware_that_waits_in_send_still_gets_every_event_once_in_order(
+    writes: list[bool],
+) -> None:
+    app = create_app(agents=AGENTS)
+
+    @app.middleware("http")
+    async def passthrough(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        return await call_next(request)  # its send hands each message over to another task
+
+    with served(app) as server:
+        async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
+            body = {"agent": "paced", "input": 50}
+            async with open_stream(client, "POST", "/api/stream", json=body) as reading:
+                await reading.more()
+    events = reading.agent_events()
+    assert "".join(e.text for e in events if isinstance(e, agentnb.TextChunk)) == "".join(
+        f"{i} " for i in range(50)
+    )
+    assert [e.seq for e in events] == list(range(51))
+    assert events[-1].kind == "done"
+    assert writes
+    assert not any(writes)  # every write begun in emit was finished by the response's task
+
+
+async def test_a_write_that_fails_in_emit_ends_that_listener_not_the_agent() -> None:
+    hub = RunHub({"paced": AgentInfo("paced", paced, "")})
+    served_run = hub.start("paced", (5,), on_disconnect="continue")
+    listener = served_run.listen()
+
+    def broken(frame: bytes) -> None:
+        raise ConnectionResetError("the client's socket broke")
+
+    listener.writer = broken
+    batches = aiter(listener)
+    # The first event is written from emit, and fails there; this listener's loop raises it.
+    with pytest.raises(ConnectionResetError, match="socket broke"):
+        await anext(batches)
+    listener.close()
+    assert served_run.run is not None
+    await served_run.run.wait()  # the agent went on to the end
+    assert served_run.status == "done"
+    assert served_run.count == 6
