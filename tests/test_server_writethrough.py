@@ -9,22 +9,26 @@ own task finishes the write and every event still arrives once, in order.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 import pytest
 from fastapi import Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import agentnb
-import agentnb.server._app as app_module
+import agentnb.server._hub as hub_module
 from agentnb._registry import AgentInfo
 from agentnb.server import create_app
-from agentnb.server._eager import start_eagerly
+from agentnb.server._eager import Pending, start_eagerly
 from agentnb.server._hub import RunHub
 from tests.served import Reading, Server, SseParser, open_stream, served
 
@@ -57,7 +61,56 @@ async def paced(count: int) -> int:
     return count
 
 
-AGENTS = {"busy": busy, "big": big, "paced": paced}
+SPAN: contextvars.ContextVar[str] = contextvars.ContextVar("SPAN", default="none")
+LEAKED: list[int] = []  # steps after which the agent saw a middleware's context variable
+AGENT_SAW: list[str] = []  # what reached the patient agent
+
+
+async def big_checked(count: int) -> int:
+    """As big, noting whenever a send wrapper's context variable shows in the agent."""
+    for i in range(count):
+        agentnb.emit(f"{i:08d}" + "x" * (65536 - 8))
+        if SPAN.get() != "none":
+            LEAKED.append(i)
+        await asyncio.sleep(0)
+    return count
+
+
+async def patient(count: int) -> str:
+    """Emits *count* 64 KiB texts, then works on for 1.5 s without emitting."""
+    try:
+        for i in range(count):
+            agentnb.emit(f"{i:08d}" + "x" * (65536 - 8))
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(1.5)
+    except BaseException as exc:
+        AGENT_SAW.append(repr(exc))
+        raise
+    AGENT_SAW.append("finished")
+    return "finished"
+
+
+AGENTS = {
+    "busy": busy,
+    "big": big,
+    "paced": paced,
+    "big_checked": big_checked,
+    "patient": patient,
+}
+
+
+class Middleware:
+    """A pure ASGI middleware whose send wrapper is *wrap*(send, message)."""
+
+    def __init__(self, app: ASGIApp, wrap: Callable[[Send, Message], Awaitable[None]]) -> None:
+        self.app = app
+        self.wrap = wrap
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def wrapped(message: Message) -> None:
+            await self.wrap(send, message)
+
+        await self.app(scope, receive, wrapped)
 
 
 @pytest.fixture
@@ -65,12 +118,14 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Each write begun from emit: True if it finished there, False if it had to wait."""
     outcomes: list[bool] = []
 
-    def spy(awaitable: Awaitable[None]) -> Awaitable[None] | None:
-        rest = start_eagerly(awaitable)
-        outcomes.append(rest is None)
-        return rest
+    def spy(
+        awaitable: Awaitable[None], task: asyncio.Task[Any], context: contextvars.Context
+    ) -> Pending | None:
+        pending = start_eagerly(awaitable, task, context)
+        outcomes.append(pending is None)
+        return pending
 
-    monkeypatch.setattr(app_module, "start_eagerly", spy)
+    monkeypatch.setattr(hub_module, "start_eagerly", spy)
     return outcomes
 
 
@@ -192,7 +247,7 @@ async def test_a_write_that_fails_in_emit_ends_that_listener_not_the_agent() -> 
     served_run = hub.start("paced", (5,), on_disconnect="continue")
     listener = served_run.listen()
 
-    def broken(frame: bytes) -> None:
+    def broken(frame: bytes) -> Awaitable[None]:
         raise ConnectionResetError("the client's socket broke")
 
     listener.writer = broken
@@ -205,3 +260,141 @@ async def test_a_write_that_fails_in_emit_ends_that_listener_not_the_agent() -> 
     await served_run.run.wait()  # the agent went on to the end
     assert served_run.status == "done"
     assert served_run.count == 6
+
+
+async def test_a_middleware_holding_an_anyio_lock_across_send_streams_every_event(
+    writes: list[bool],
+) -> None:
+    # anyio.Lock enters a cancel scope and yields: a write begun in emit must leave
+    # both in the task that entered them (the response's), or the stream breaks.
+    lock = anyio.Lock()
+
+    async def serialised(send: Send, message: Message) -> None:
+        async with lock:
+            await send(message)
+
+    app = create_app(agents=AGENTS)
+    app.add_middleware(Middleware, wrap=serialised)
+    with served(app) as server:
+        async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
+            body = {"agent": "paced", "input": 30}
+            async with open_stream(client, "POST", "/api/stream", json=body) as reading:
+                await reading.more()
+    events = reading.agent_events()
+    assert [e.seq for e in events] == list(range(31))
+    assert events[-1].kind == "done"
+    assert writes  # begun in emit; each waits for the lock's checkpoint
+    assert not any(writes)
+
+
+async def test_a_context_variable_a_middleware_sets_around_send_stays_in_the_response(
+    writes: list[bool],
+) -> None:
+    # As OpenTelemetry's ASGI middleware does (a span made current around send):
+    # set, await, reset with the token, across a socket that fills up.
+    errors: list[str] = []
+
+    async def traced(send: Send, message: Message) -> None:
+        token = SPAN.set("send")
+        try:
+            await send(message)
+        finally:
+            try:
+                SPAN.reset(token)
+            except ValueError as exc:
+                errors.append(repr(exc))
+                raise
+
+    LEAKED.clear()
+    app = create_app(agents=AGENTS)
+    app.add_middleware(Middleware, wrap=traced)
+    with served(app) as server:
+        raw = await asyncio.to_thread(_read_slowly, server, {"agent": "big_checked", "input": 200})
+    events = [agentnb.Event.from_json(e.data) for e in SseParser().feed(raw)]
+    assert [e.seq for e in events] == list(range(201))
+    assert errors == []
+    assert LEAKED == []  # the agent never saw the send wrapper's variable
+    assert True in writes  # some writes finished in emit ...
+    assert False in writes  # ... and some waited for the socket
+
+
+async def test_a_send_timeout_in_a_middleware_ends_the_stream_not_the_detached_run(
+    writes: list[bool],
+) -> None:
+    # A write begun in emit that times out (the client stopped reading) is the
+    # response's timeout: the response ends; the "continue" run goes on to its end.
+    async def timed(send: Send, message: Message) -> None:
+        with anyio.fail_after(0.3):
+            await send(message)
+
+    AGENT_SAW.clear()
+    app = create_app(agents=AGENTS)
+    app.add_middleware(Middleware, wrap=timed)
+    body = {"agent": "patient", "input": 100, "on_disconnect": "continue"}
+    with served(app) as server:
+        run_id = await asyncio.to_thread(_post_and_stall, server, body, 1.0)
+        server.wait_for(lambda: server.hub.get(run_id).ended, timeout=10)
+        assert server.describe(run_id)["status"] == "done"
+    assert AGENT_SAW == ["finished"]
+    assert False in writes
+
+
+def _post_and_stall(server: Server, body: dict[str, object], seconds: float) -> str:
+    """POST *body* on a socket with a small receive buffer, read nothing for *seconds*, close."""
+    url = urlsplit(server.base)
+    payload = json.dumps(body).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect((url.hostname, url.port))
+        sock.sendall(
+            b"POST /api/stream HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (url.netloc.encode(), len(payload), payload)
+        )
+        data = bytearray()
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        time.sleep(seconds)
+    head = bytes(data[: data.index(b"\r\n\r\n")]).decode()
+    return next(
+        line.split(":", 1)[1].strip()
+        for line in head.split("\r\n")
+        if line.lower().startswith("x-agentnb-run-id:")
+    )
+
+
+class _Abort(BaseException):
+    """Not an Exception: as KeyboardInterrupt, it goes up through emit."""
+
+
+async def late(count: int) -> int:
+    await asyncio.sleep(0.05)  # its listeners are waiting by now
+    return await paced(count)
+
+
+async def test_a_write_interrupted_in_emit_still_wakes_the_other_listeners() -> None:
+    hub = RunHub({"late": AgentInfo("late", late, "")})
+    served_run = hub.start("late", (3,), on_disconnect="continue")
+    first, second = served_run.listen(), served_run.listen()
+
+    def interrupted(frame: bytes) -> Awaitable[None]:
+        raise _Abort
+
+    first.writer = interrupted  # parked first, so written to first
+    firsts, seconds = aiter(first), aiter(second)
+    first_batch = asyncio.ensure_future(anext(firsts))
+    second_frames: list[bytes] = []
+
+    async def read_second() -> None:
+        async for frames in seconds:
+            second_frames.extend(frames)
+
+    reader = asyncio.ensure_future(read_second())
+    with pytest.raises(ConnectionAbortedError, match="cut"):
+        await asyncio.wait_for(first_batch, 5)  # the first listener is told its write was cut
+    first.close()
+    await asyncio.wait_for(reader, 5)  # the second was woken, and read to the run's end
+    second.close()
+    assert served_run.ended
+    assert len(second_frames) == served_run.count
+    assert b"event: error" in second_frames[-1]  # the run ended with the interruption

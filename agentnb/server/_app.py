@@ -17,7 +17,6 @@ from starlette.types import Receive, Scope, Send
 
 from .._registry import AgentInfo, agent_name, describe
 from .._version import __version__
-from ._eager import start_eagerly
 from ._errors import ApiError
 from ._hosts import AllowedHosts
 from ._hub import Listener, RunHub
@@ -88,12 +87,10 @@ class RunEventStream(EventSourceResponse):
         self.listener = listener
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        def write(frame: bytes) -> Awaitable[None] | None:
-            # Called from emit (the listener is waiting in _sse_body, so this stream
-            # has nothing else in flight): the event goes out in the agent's own step.
-            return start_eagerly(
-                send({"type": "http.response.body", "body": frame, "more_body": True})
-            )
+        def write(frame: bytes) -> Awaitable[None]:
+            # Begun from emit while the listener waits in _sse_body (so this stream has
+            # nothing else in flight): the event goes out in the agent's own step.
+            return send({"type": "http.response.body", "body": frame, "more_body": True})
 
         self.listener.writer = write
         try:

@@ -1,62 +1,124 @@
-"""``start_eagerly``: run an awaitable as far as it goes now, in whatever task is running.
+"""``start_eagerly``: run the first step of an awaitable now, as a waiting task would run it.
 
 A served run writes an event to a caught-up SSE client from inside ``emit``, in
 the agent's own step, instead of waking the client's response task to do it one
 event-loop turn later. The ASGI ``send`` it calls is a coroutine that, on
 uvicorn, writes to the socket without waiting unless the socket's buffer is full.
-``start_eagerly`` steps it once: usually it finishes right there; if it has to
-wait, what is left is handed back as an awaitable for the client's own task to
-finish (Python 3.12's eager tasks do the same for whole tasks).
+
+``start_eagerly`` steps it once *as the response's task*: while the step runs,
+``asyncio.current_task()`` is that task and the context is that task's (a copy
+kept for its writes), so a ``send`` wrapper that takes a lock, enters a cancel
+scope or sets a context variable sees one task and one context from start to
+end, exactly as if the response's task had awaited it. Usually the step finishes
+the write; if it has to wait, the :class:`Pending` rest is finished by that task.
+This is what Python 3.12's eager tasks do for a task's first step; on 3.11 it
+takes asyncio's ``_enter_task``/``_leave_task`` (present up to 3.14). Where they
+are missing, ``EAGER`` is false and nothing is written eagerly.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Awaitable, Generator
 from typing import Any
 
-__all__ = ["start_eagerly"]
+__all__ = ["EAGER", "Pending", "start_eagerly"]
+
+try:
+    from asyncio.tasks import _enter_task, _leave_task
+except ImportError:  # pragma: no cover - a Python without them: write from the task only
+    EAGER = False
+else:
+    EAGER = True
 
 
-def start_eagerly(awaitable: Awaitable[None]) -> Awaitable[None] | None:
-    """Run *awaitable* up to its first wait; None if it finished, else the rest of it.
+def start_eagerly(
+    awaitable: Awaitable[None], task: asyncio.Task[Any], context: contextvars.Context
+) -> Pending | None:
+    """Run *awaitable* up to its first wait as *task*, in *context*; None if it finished.
 
-    The rest must be awaited (once) by the task that takes over, and on the same
-    event loop: it waits on exactly what the first step waited on. An exception
-    raised before the first wait propagates from here.
+    *task* must be waiting (suspended) on the running loop, and must then await
+    the :class:`Pending` rest itself. An exception raised before the first wait
+    propagates from here.
     """
+    loop = task.get_loop()
     steps: Generator[Any, Any, None] = awaitable.__await__()
+    running = asyncio.current_task(loop)
+    if running is not None:
+        _leave_task(loop, running)
+    _enter_task(loop, task)
     try:
-        first = steps.send(None)
+        first = context.run(steps.send, None)
     except StopIteration:
         return None
-    return _Rest(steps, first)
+    finally:
+        _leave_task(loop, task)
+        if running is not None:
+            _enter_task(loop, running)
+    return Pending(steps, context, first)
 
 
-class _Rest:
-    """The rest of an awaitable that ``start_eagerly`` started and that had to wait."""
+class Pending:
+    """The rest of an awaitable that ``start_eagerly`` began and that had to wait.
 
-    __slots__ = ("_first", "_steps")
+    ``await pending`` finishes it; ``await pending.throw(exc)`` finishes it with
+    *exc* raised at the point where it waits (the task was cancelled before it got
+    to awaiting the rest); ``close()`` abandons it, running its cleanup.
+    """
 
-    def __init__(self, steps: Generator[Any, Any, None], first: Any) -> None:
+    __slots__ = ("_context", "_first", "_steps")
+
+    def __init__(
+        self, steps: Generator[Any, Any, None], context: contextvars.Context, first: Any
+    ) -> None:
         self._steps = steps
-        self._first = first
+        self._context = context
+        self._first = first  # what the first step waits on: a future, or None (a bare yield)
 
     def __await__(self) -> Generator[Any, Any, None]:
-        steps = self._steps
-        waiting_on = self._first  # a future (or None: yield to the loop), as awaited
-        while True:
+        return _finish(self._steps, self._context, self._first, None)
+
+    def throw(self, exc: BaseException) -> Awaitable[None]:
+        return _Thrown(self, exc)
+
+    def close(self) -> None:
+        self._context.run(self._steps.close)
+
+
+class _Thrown:
+    __slots__ = ("_exc", "_pending")
+
+    def __init__(self, pending: Pending, exc: BaseException) -> None:
+        self._pending = pending
+        self._exc = exc
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        p = self._pending
+        return _finish(p._steps, p._context, p._first, self._exc)
+
+
+def _finish(
+    steps: Generator[Any, Any, None],
+    context: contextvars.Context,
+    waiting_on: Any,
+    thrown: BaseException | None,
+) -> Generator[Any, Any, None]:
+    """Drive *steps* to its end, every step in *context*; start by throwing *thrown* in."""
+    while True:
+        try:
+            if thrown is not None:
+                exc, thrown = thrown, None
+                waiting_on = context.run(steps.throw, exc)
+                continue
             try:
                 sent = yield waiting_on
             except GeneratorExit:
-                steps.close()
+                context.run(steps.close)
                 raise
             except BaseException as exc:  # cancellation, thrown into the awaiting task
-                try:
-                    waiting_on = steps.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    waiting_on = steps.send(sent)
-                except StopIteration:
-                    return
+                thrown = exc
+                continue
+            waiting_on = context.run(steps.send, sent)
+        except StopIteration:
+            return

@@ -24,22 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from .._events import JSON, Event
 from .._registry import AgentInfo, list_agents
 from .._run import Run, start
+from ._eager import EAGER, Pending, start_eagerly
 from ._errors import ApiError
 from ._wire import sse_data, sse_frame, ws_event
 
 __all__ = ["Listener", "OnDisconnect", "RunHub", "ServedRun"]
 
 OnDisconnect = Literal["cancel", "continue"]
-_Unfinished = Awaitable[None] | None  # a parked listener is woken with the rest of a write, if any
 
 
 def _wake(listeners: list[Listener]) -> None:
@@ -135,8 +136,12 @@ class ServedRun:
             self.hub._ended(self)
         if parked:
             if threading.get_ident() == self._loop_thread:
-                for listener in parked:
-                    listener._wake(frame, index)
+                for i, listener in enumerate(parked):
+                    try:
+                        listener._wake(frame, index)
+                    except BaseException:  # from a write: wake the rest plainly, then raise
+                        _wake(parked[i + 1 :])
+                        raise
             else:
                 assert self._loop is not None
                 with contextlib.suppress(RuntimeError):  # the loop has closed
@@ -191,7 +196,7 @@ class ServedRun:
             assert self.run is not None
             self.run.cancel("the client disconnected")
 
-    def _read(self, listener: Listener) -> tuple[list[bytes], asyncio.Future[_Unfinished] | None]:
+    def _read(self, listener: Listener) -> tuple[list[bytes], asyncio.Future[None] | None]:
         """The frames the listener has not had (advancing it), or a future for the next one.
 
         Checking for frames and parking the listener happen under one lock, so an
@@ -242,10 +247,10 @@ class Listener:
     terminal event. ``close()`` is idempotent and must be called (the responses
     call it in a ``finally``): it applies the run's ``on_disconnect`` policy.
 
-    *writer*, if set, sends one frame to the client from whatever task is running
-    (see ``start_eagerly``): ``None`` once written, else the rest of the write. It
-    is used while the listener's task waits in ``async for``, which it must be
-    doing for nothing else to be writing to the client.
+    *writer*, if set, makes the write of one frame to the client (an ASGI
+    ``send(...)``, not yet begun). ``emit`` begins it while the listener's task
+    waits in ``async for`` (so nothing else is writing to that client), as that
+    task (see ``start_eagerly``); if it has to wait, the task finishes it.
     """
 
     def __init__(self, served: ServedRun, position: int) -> None:
@@ -253,8 +258,11 @@ class Listener:
         self.position = position
         self.closed = False
         self.expired = False  # ended because it fell further behind than the buffer keeps
-        self.writer: Callable[[bytes], _Unfinished] | None = None
-        self._waiter: asyncio.Future[_Unfinished] | None = None  # while parked
+        self.writer: Callable[[bytes], Awaitable[None]] | None = None
+        self._waiter: asyncio.Future[None] | None = None  # while parked
+        self._task: asyncio.Task[Any] | None = None  # the task reading this listener
+        self._context: contextvars.Context | None = None  # its writes' context
+        self._pending: Pending | None = None  # a write begun in emit that had to wait
         self._hot = False  # written from emit in this loop step already
         served._attach(self)
 
@@ -268,20 +276,34 @@ class Listener:
         waiter = self._waiter
         if waiter is None or waiter.done():  # the listener's task was cancelled
             return
-        writer = self.writer
-        if frame is None or writer is None or self._hot or self.closed or index != self.position:
+        writer, task, context = self.writer, self._task, self._context
+        if (
+            frame is None
+            or writer is None
+            or task is None
+            or context is None
+            or self._hot
+            or self.closed
+            or index != self.position
+        ):
             waiter.set_result(None)
             return
         try:
-            rest = writer(frame)
-        except Exception as exc:  # the response's task raises it, as if its own write had
-            waiter.set_exception(exc)
+            pending = start_eagerly(writer(frame), task, context)
+        except Exception as exc:  # the listener's task raises it, as if its own write had
+            if not waiter.done():
+                waiter.set_exception(exc)
             return
-        if self.served._wrote(self, index + 1, park=rest is None):
+        except BaseException:  # KeyboardInterrupt and the like: for emit's caller
+            if not waiter.done():
+                waiter.set_exception(ConnectionAbortedError("the write to the client was cut"))
+            raise
+        self._pending = pending  # the listener's task finishes it
+        if self.served._wrote(self, index + 1, park=pending is None and not waiter.done()):
             self._hot = True
             waiter.get_loop().call_soon(self._cool)
-        else:  # the socket is full (the task finishes the write), or there is more to read
-            waiter.set_result(rest)
+        elif not waiter.done():  # the write waits for the socket, or there is more to read
+            waiter.set_result(None)
 
     def _cool(self) -> None:
         self._hot = False
@@ -303,10 +325,27 @@ class Listener:
             elif waiter is None:
                 return  # the run has ended and everything was sent
             else:
-                rest = await waiter
+                if self._task is None and EAGER:  # the first wait: emit may write as this task
+                    self._task = asyncio.current_task()
+                    self._context = contextvars.copy_context()
+                try:
+                    await waiter
+                except BaseException as exc:
+                    pending, self._pending = self._pending, None
+                    if pending is None:
+                        raise
+                    if isinstance(exc, GeneratorExit):
+                        pending.close()
+                        raise
+                    # Cancelled while a write begun in emit waited: the write gets the
+                    # cancellation where it waits, as if this task had been in it, and
+                    # ends its own way (a middleware's timeout may turn it into an error).
+                    await pending.throw(exc)
+                    continue
                 self._waiter = None
-                if rest is not None:
-                    await rest  # a write begun in emit, waiting for the socket to drain
+                pending, self._pending = self._pending, None
+                if pending is not None:
+                    await pending  # a write begun in emit, waiting for the socket to drain
 
     async def ws_messages(self) -> AsyncIterator[list[str]]:
         """The batches as WebSocket text frames (the JSON cut from each SSE frame)."""
