@@ -9,11 +9,12 @@ own task finishes the write and every event still arrives once, in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -179,6 +180,23 @@ async def test_a_client_whose_socket_is_full_still_gets_every_event_once_in_orde
 
 def _read_slowly(server: Server, body: dict[str, object]) -> bytes:
     """POST *body* on a socket with a small receive buffer; read nothing until the run ends."""
+    with _posted(server, body) as (sock, data, run_id):
+        server.wait_for(lambda: server.hub.get(run_id).ended, timeout=30)
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the server closed the connection before the end of the stream"
+            data += chunk
+    return _dechunk(bytes(data[data.index(b"\r\n\r\n") + 4 :]))
+
+
+@contextlib.contextmanager
+def _posted(
+    server: Server, body: dict[str, object]
+) -> Iterator[tuple[socket.socket, bytearray, str]]:
+    """POST /api/stream on a socket with a small receive buffer; the socket once the head is in.
+
+    Yields the socket, the bytes read so far (the head, maybe some body) and the run id.
+    """
     url = urlsplit(server.base)
     payload = json.dumps(body).encode()
     with socket.socket() as sock:
@@ -198,12 +216,7 @@ def _read_slowly(server: Server, body: dict[str, object]) -> bytes:
             for line in head.split("\r\n")
             if line.lower().startswith("x-agentnb-run-id:")
         )
-        server.wait_for(lambda: server.hub.get(run_id).ended, timeout=30)
-        while not data.endswith(b"\r\n0\r\n\r\n"):
-            chunk = sock.recv(1 << 20)
-            assert chunk, "the server closed the connection before the end of the stream"
-            data += chunk
-    return _dechunk(bytes(data[data.index(b"\r\n\r\n") + 4 :]))
+        yield sock, data, run_id
 
 
 def _dechunk(body: bytes) -> bytes:
@@ -340,27 +353,10 @@ async def test_a_send_timeout_in_a_middleware_ends_the_stream_not_the_detached_r
 
 
 def _post_and_stall(server: Server, body: dict[str, object], seconds: float) -> str:
-    """POST *body* on a socket with a small receive buffer, read nothing for *seconds*, close."""
-    url = urlsplit(server.base)
-    payload = json.dumps(body).encode()
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(30)
-        sock.connect((url.hostname, url.port))
-        sock.sendall(
-            b"POST /api/stream HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (url.netloc.encode(), len(payload), payload)
-        )
-        data = bytearray()
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(4096)
+    """POST *body*, read nothing for *seconds*, close; the run's id."""
+    with _posted(server, body) as (_sock, _data, run_id):
         time.sleep(seconds)
-    head = bytes(data[: data.index(b"\r\n\r\n")]).decode()
-    return next(
-        line.split(":", 1)[1].strip()
-        for line in head.split("\r\n")
-        if line.lower().startswith("x-agentnb-run-id:")
-    )
+    return run_id
 
 
 class _Abort(BaseException):
