@@ -140,15 +140,17 @@ class _Deliver:
 
     ``emit`` appends to every outlet's buffer under the run tree's lock, so an
     inline sink is called right there, with nothing queued and no task to wake
-    (its outlet never has a waiter). A sink that raises is reported and closed.
+    (its outlet never has a waiter). Its ``flush()``, if it has one, is called
+    once the lock is released. A sink that raises is reported and closed.
     """
 
-    __slots__ = ("delivery", "outlet", "run")
+    __slots__ = ("delivery", "failed", "outlet", "run")
 
     def __init__(self, run: Run, outlet: Outlet, delivery: Delivery) -> None:
         self.run = run
         self.outlet = outlet
         self.delivery = delivery
+        self.failed = False
 
     def append(self, event: Event) -> None:
         try:
@@ -158,11 +160,22 @@ class _Deliver:
                     result.close()  # never awaited: close it so Python does not warn as well
                 raise TypeError("an inline sink's send() returned an awaitable; it must not")
         except Exception as exc:  # reported; the other sinks go on
-            self.outlet.closed = True
+            self.failed = self.outlet.closed = True
             _report_sink_error(self.run, self.delivery, exc, event)
 
     def __len__(self) -> int:
         return 0
+
+    def flush(self) -> None:
+        """The sink's ``flush()``: emit calls it after releasing the run's lock."""
+        assert self.delivery.flush is not None
+        if self.failed:
+            return
+        try:
+            self.delivery.flush()
+        except Exception as exc:  # reported; the other sinks go on
+            self.failed = self.outlet.closed = True
+            _report_sink_error(self.run, self.delivery, exc, None)
 
     def close(self) -> None:
         if self.delivery.close is not None:
@@ -193,6 +206,7 @@ class Run:
         "_children",
         "_closed",
         "_feeders",
+        "_flushes",
         "_inline",
         "_kwargs",
         "_lock",
@@ -239,6 +253,7 @@ class Run:
         self._outlets: tuple[Outlet, ...] = ()
         self._own_outlets: list[Outlet] = []
         self._inline: list[_Deliver] = []  # the buffers of this run's inline sinks' outlets
+        self._flushes: tuple[_Deliver, ...] = ()  # those with flush(), this run's and its parents'
         self._feeders: list[asyncio.Task[None]] = []
         self._children: set[Run] = set()
         self._task: asyncio.Task[None] | None = None
@@ -274,6 +289,8 @@ class Run:
                             outlet.wake()
             finally:
                 lock.release()
+            if self._flushes:
+                self._flush()
             return
         if isinstance(event, str):  # a str subclass, e.g. a StrEnum member
             self.emit(str.__str__(event))
@@ -297,6 +314,13 @@ class Run:
             if final:
                 for outlet in self._own_outlets:
                     outlet.closed = True
+        if self._flushes:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Inline sinks' after-emit work: outside the lock, so it may call out (a socket write)."""
+        for inline in self._flushes:
+            inline.flush()
 
     async def aemit(self, event: Event | str) -> None:
         """``emit``, then wait while any bounded sink has ``maxsize`` events waiting."""
@@ -369,6 +393,8 @@ class Run:
         parent = self.parent
         inherited = parent._outlets if parent is not None else ()
         self._outlets = (*own, *inherited)
+        flushes = tuple(inline for inline in self._inline if inline.delivery.flush is not None)
+        self._flushes = (*flushes, *(parent._flushes if parent is not None else ()))
         if parent is not None:
             parent._children.add(self)
         self._status = "running"

@@ -14,7 +14,10 @@ called instead by ``emit`` itself, in the emitting thread, while the run's lock
 is held: for a sink that only files the event away (the web front's replay
 buffer), so it gets the event without waiting for a task to be scheduled. Its
 ``send`` must be synchronous, fast and thread-safe, and its ``close()``
-synchronous. A sink that raises is reported
+synchronous. Its ``flush()``, if it has one (synchronous too), is called by
+``emit`` right after, in the same thread, once the lock is released: for work
+that calls out (the web front writes to the clients waiting for the event
+there), which may itself emit. A sink that raises is reported
 (logged on the ``agentnb`` logger and kept in ``Run.sink_errors``), gets no
 further events of that run (its ``close()`` is still called), and the other
 sinks keep receiving. Events are shared between sinks: treat their dicts and
@@ -54,6 +57,7 @@ class Delivery:
     close: Callable[[], object] | None
     maxsize: int
     inline: bool = False
+    flush: Callable[[], object] | None = None  # an inline sink's, called after emit's lock
 
     @property
     def label(self) -> str:
@@ -81,10 +85,12 @@ def delivery_for(sink: object) -> Delivery:
     if type(maxsize) is not int or maxsize < 0:
         raise AgentnbError(f"{_label(sink)}: maxsize must be an int >= 0, got {maxsize!r}")
     inline = getattr(sink, "inline", False) is True
-    if inline and any(inspect.iscoroutinefunction(f) for f in (send, close)):
+    flush = getattr(sink, "flush", None) if inline else None
+    if inline and any(inspect.iscoroutinefunction(f) for f in (send, close, flush)):
         raise AgentnbError(
-            f"{_label(sink)}: an inline sink is called by emit itself, so its send() and "
-            "close() must be plain functions; drop inline = True to have it fed by a task."
+            f"{_label(sink)}: an inline sink is called by emit itself, so its send(), "
+            "flush() and close() must be plain functions; drop inline = True to have it fed "
+            "by a task."
         )
     return Delivery(
         sink=sink,
@@ -93,6 +99,7 @@ def delivery_for(sink: object) -> Delivery:
         close=close if callable(close) else None,
         maxsize=maxsize,
         inline=inline,
+        flush=flush if callable(flush) else None,
     )
 
 

@@ -230,3 +230,40 @@ async def test_it_runs_from_a_loop_callback_too(taker: Taker) -> None:
     assert await outcome is None
     assert seen == [taker.task, None]
     await taker.finish(None)
+
+
+async def test_a_cancellation_thrown_in_cancels_what_the_rest_waits_on(taker: Taker) -> None:
+    # As Task.cancel() does: the future the write waits on (here a helper task) is
+    # cancelled, not left running.
+    helper_saw: list[str] = []
+
+    async def helper() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            helper_saw.append("cancelled")
+            raise
+
+    async def write() -> None:
+        await asyncio.ensure_future(helper())
+
+    pending = start_eagerly(write(), taker.task, taker.context)
+    assert pending is not None
+    await asyncio.sleep(0)  # the helper is waiting
+    with pytest.raises(asyncio.CancelledError):
+        await pending.throw(asyncio.CancelledError())
+    await asyncio.sleep(0)
+    assert helper_saw == ["cancelled"]
+    await taker.finish(None)
+
+
+async def test_a_pending_write_is_finished_once(taker: Taker) -> None:
+    async def write() -> None:
+        await asyncio.sleep(0)
+
+    pending = start_eagerly(write(), taker.task, taker.context)
+    assert pending is not None
+    await pending
+    with pytest.raises(RuntimeError, match="finish it once"):
+        await pending
+    await taker.finish(None)

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import json
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -30,7 +31,7 @@ import agentnb.server._hub as hub_module
 from agentnb._registry import AgentInfo
 from agentnb.server import create_app
 from agentnb.server._eager import Pending, start_eagerly
-from agentnb.server._hub import RunHub
+from agentnb.server._hub import Listener, RunHub
 from tests.served import Reading, Server, SseParser, open_stream, served
 
 BUSY = 0.6  # seconds the busy agent holds the server's loop after each event
@@ -394,3 +395,63 @@ async def test_a_write_interrupted_in_emit_still_wakes_the_other_listeners() -> 
     assert served_run.ended
     assert len(second_frames) == served_run.count
     assert b"event: error" in second_frames[-1]  # the run ended with the interruption
+
+
+async def test_a_write_that_emits_into_its_own_run_does_not_deadlock() -> None:
+    # The write runs middleware code; it starts once emit has released the run's lock.
+    def serve() -> list[bytes]:
+        async def main() -> list[bytes]:
+            hub = RunHub({"late": AgentInfo("late", late, "")})
+            served_run = hub.start("late", (2,), on_disconnect="continue")
+            listener = served_run.listen()
+
+            frames: list[bytes] = []  # as the client gets them: written, or read and sent
+
+            async def noting(frame: bytes) -> None:
+                frames.append(frame)
+                if b'"text":"0 "' in frame:
+                    assert served_run.run is not None
+                    served_run.run.emit("noted")  # as a middleware noting its write might
+
+            listener.writer = noting
+            async for batch in listener:
+                frames += batch
+            listener.close()
+            return frames
+
+        return asyncio.run(main())
+
+    outcome: list[list[bytes]] = []
+    worker = threading.Thread(target=lambda: outcome.append(serve()), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the server's loop deadlocked on the run's lock"
+    texts = [f.split(b'"text":"', 1)[1].split(b'"', 1)[0] for f in outcome[0][:-1]]
+    assert texts == [b"0 ", b"noted", b"1 "]
+    assert b"event: done" in outcome[0][-1]
+
+
+async def test_a_write_cancelled_from_within_ends_that_listener_not_the_run() -> None:
+    hub = RunHub({"late": AgentInfo("late", late, "")})
+    served_run = hub.start("late", (3,), on_disconnect="continue")
+    first, second = served_run.listen(), served_run.listen()
+
+    async def cancelled_inside(frame: bytes) -> None:
+        already: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        already.cancel()
+        await already  # e.g. a send wrapper awaiting a helper that was cancelled
+
+    first.writer = cancelled_inside
+
+    async def drain(listener: Listener) -> int:
+        count = 0
+        async for frames in listener:
+            count += len(frames)
+        return count
+
+    outcomes = await asyncio.gather(drain(first), drain(second), return_exceptions=True)
+    first.close()
+    second.close()
+    assert isinstance(outcomes[0], asyncio.CancelledError)  # that listener's own write
+    assert outcomes[1] == 4  # the other read the whole run
+    assert served_run.status == "done"  # the agent was not cancelled

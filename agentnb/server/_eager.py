@@ -6,14 +6,16 @@ event-loop turn later. The ASGI ``send`` it calls is a coroutine that, on
 uvicorn, writes to the socket without waiting unless the socket's buffer is full.
 
 ``start_eagerly`` steps it once *as the response's task*: while the step runs,
-``asyncio.current_task()`` is that task and the context is that task's (a copy
-kept for its writes), so a ``send`` wrapper that takes a lock, enters a cancel
-scope or sets a context variable sees one task and one context from start to
-end, exactly as if the response's task had awaited it. Usually the step finishes
-the write; if it has to wait, the :class:`Pending` rest is finished by that task.
-This is what Python 3.12's eager tasks do for a task's first step; on 3.11 it
-takes asyncio's ``_enter_task``/``_leave_task`` (present up to 3.14). Where they
-are missing, ``EAGER`` is false and nothing is written eagerly.
+``asyncio.current_task()`` is that task, and the context is one the task copied
+from its own for its writes; every later step runs as that task in that same
+context. So a ``send`` wrapper that takes a lock, enters a cancel scope or a
+timeout, or sets and resets a context variable sees one task and one context
+from start to end, as if the response's task had awaited it. Usually the step
+finishes the write; if it has to wait, the :class:`Pending` rest is finished by
+that task. Python 3.12's eager tasks run a new task's first step the same way,
+by swapping the loop's current task with asyncio's ``_enter_task`` and
+``_leave_task``, which this uses on every version (3.11 to 3.14 have them);
+where they are missing, ``EAGER`` is false and nothing is written eagerly.
 """
 
 from __future__ import annotations
@@ -62,12 +64,14 @@ def start_eagerly(
 class Pending:
     """The rest of an awaitable that ``start_eagerly`` began and that had to wait.
 
-    ``await pending`` finishes it; ``await pending.throw(exc)`` finishes it with
-    *exc* raised at the point where it waits (the task was cancelled before it got
-    to awaiting the rest); ``close()`` abandons it, running its cleanup.
+    Finish it once, one of three ways: ``await pending``; ``await
+    pending.throw(exc)`` when the task was cancelled (or interrupted) before it got
+    to awaiting the rest: it is delivered as ``Task.cancel`` would have (the future
+    the rest waits on is cancelled; anything else is raised where it waits); or
+    ``close()``, which abandons it, running its cleanup.
     """
 
-    __slots__ = ("_context", "_first", "_steps")
+    __slots__ = ("_context", "_first", "_steps", "_taken")
 
     def __init__(
         self, steps: Generator[Any, Any, None], context: contextvars.Context, first: Any
@@ -75,15 +79,30 @@ class Pending:
         self._steps = steps
         self._context = context
         self._first = first  # what the first step waits on: a future, or None (a bare yield)
+        self._taken = False
 
     def __await__(self) -> Generator[Any, Any, None]:
-        return _finish(self._steps, self._context, self._first, None)
+        return self._take(None)
 
     def throw(self, exc: BaseException) -> Awaitable[None]:
         return _Thrown(self, exc)
 
     def close(self) -> None:
+        self._claim()
         self._context.run(self._steps.close)
+
+    def _take(self, thrown: BaseException | None) -> Generator[Any, Any, None]:
+        self._claim()
+        first = self._first
+        cancelled = isinstance(thrown, asyncio.CancelledError)
+        if cancelled and asyncio.isfuture(first) and first.cancel():
+            thrown = None  # as Task.cancel() does: what it waits on ends, cancelled
+        return _finish(self._steps, self._context, first, thrown)
+
+    def _claim(self) -> None:
+        if self._taken:
+            raise RuntimeError("this write was already finished or closed; finish it once")
+        self._taken = True
 
 
 class _Thrown:
@@ -94,8 +113,7 @@ class _Thrown:
         self._exc = exc
 
     def __await__(self) -> Generator[Any, Any, None]:
-        p = self._pending
-        return _finish(p._steps, p._context, p._first, self._exc)
+        return self._pending._take(self._exc)
 
 
 def _finish(

@@ -11,9 +11,11 @@ size (up to four times it), so a slow client loses nothing.
 A listener with a *writer* (an SSE response sets one) is written to straight
 from ``emit`` when the event is emitted on the server's loop and the listener is
 waiting, caught up: the event reaches the socket in the agent's own step, as from
-a generator-based endpoint, not one event-loop turn later. Only the first event
-of each step goes this way; the rest of a burst (and anything emitted from a
-worker thread) is batched by the listener's own task, in few writes.
+a generator-based endpoint, not one event-loop turn later. The write runs once
+emit has released the run's lock (the sink's ``flush``), as the listener's task
+(see ``_eager``). Only the first event of each step goes this way; the rest of a
+burst (and anything emitted from a worker thread) is batched by the listener's
+own task, in few writes.
 
 Listeners are counted. When the last one of an ``on_disconnect="cancel"`` run
 goes, the run is cancelled; a ``"continue"`` run goes on detached. Finished runs
@@ -43,7 +45,7 @@ __all__ = ["Listener", "OnDisconnect", "RunHub", "ServedRun"]
 OnDisconnect = Literal["cancel", "continue"]
 
 
-def _wake(listeners: list[Listener]) -> None:
+def _wake_all(listeners: list[Listener]) -> None:
     for listener in listeners:
         listener._wake()
 
@@ -60,8 +62,9 @@ class ServedRun:
 
     It is an inline sink of its run (``inline = True``): ``emit`` hands it each
     event in the emitting thread, it frames the event once (SSE bytes; the
-    WebSocket form is cut from them), writes it to the SSE clients that are
-    waiting for it (on the loop's thread) and wakes the other listeners.
+    WebSocket form is cut from them) and wakes the listeners; ``flush``, called
+    by emit after it released the run's lock, writes it to the SSE clients that
+    were waiting for it instead (on the loop's thread).
     """
 
     inline = True
@@ -87,6 +90,7 @@ class ServedRun:
         self._dropped = 0  # frames evicted from the front of the replay buffer
         self._lock = threading.Lock()  # send() may run in a worker thread of the agent
         self._parked: list[Listener] = []  # listeners waiting for the next event
+        self._unwritten: list[tuple[Listener, bytes, int]] = []  # for flush(): whom, what, #
         self._slack = max(replay_size // 8, 1)  # evict in blocks, not one frame at a time
         self._positions: dict[Listener, int] = {}  # connected listeners' read positions
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -136,16 +140,29 @@ class ServedRun:
             self.hub._ended(self)
         if parked:
             if threading.get_ident() == self._loop_thread:
-                for i, listener in enumerate(parked):
-                    try:
-                        listener._wake(frame, index)
-                    except BaseException:  # from a write: wake the rest plainly, then raise
-                        _wake(parked[i + 1 :])
-                        raise
+                # Written by flush(), which emit calls once it has released the run's
+                # lock: a write runs middleware code, which may itself emit.
+                self._unwritten.extend((listener, frame, index) for listener in parked)
             else:
                 assert self._loop is not None
                 with contextlib.suppress(RuntimeError):  # the loop has closed
-                    self._loop.call_soon_threadsafe(_wake, parked)
+                    self._loop.call_soon_threadsafe(_wake_all, parked)
+
+    def flush(self) -> None:
+        """Write the events just sent to the listeners that were waiting for them (or wake them).
+
+        Called by emit after ``send`` once the run's lock is released, in the emitting
+        thread; only the loop's thread has anything to write.
+        """
+        if not self._unwritten or threading.get_ident() != self._loop_thread:
+            return
+        unwritten, self._unwritten = self._unwritten, []
+        for i, (listener, frame, index) in enumerate(unwritten):
+            try:
+                listener._write(frame, index)
+            except BaseException:  # KeyboardInterrupt in a write: wake the rest, then raise
+                _wake_all([later for later, _, _ in unwritten[i + 1 :]])
+                raise
 
     def _evict(self) -> None:
         """Drop the oldest frames down to ``replay_size`` (caller holds the lock).
@@ -250,7 +267,8 @@ class Listener:
     *writer*, if set, makes the write of one frame to the client (an ASGI
     ``send(...)``, not yet begun). ``emit`` begins it while the listener's task
     waits in ``async for`` (so nothing else is writing to that client), as that
-    task (see ``start_eagerly``); if it has to wait, the task finishes it.
+    task (see ``start_eagerly``); if it has to wait, the task finishes it. One task
+    iterates a listener: the first to wait in it.
     """
 
     def __init__(self, served: ServedRun, position: int) -> None:
@@ -266,20 +284,25 @@ class Listener:
         self._hot = False  # written from emit in this loop step already
         served._attach(self)
 
-    def _wake(self, frame: bytes | None = None, index: int = -1) -> None:
-        """A new event (frame #*index*, if emitted on the loop): write it, or wake the task.
+    def _wake(self) -> None:
+        """Wake the parked listener's task: there is something new to read."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():  # (done: the task was cancelled)
+            waiter.set_result(None)
 
-        Called by the run on its loop, with the listener parked. The first event of a
-        loop step is written here and the listener stays parked; a later one in the
-        same step, or one that cannot be written at once, wakes the listener's task.
+    def _write(self, frame: bytes, index: int) -> None:
+        """Frame #*index* is new (emitted on the loop): write it to the client, or wake the task.
+
+        Called with the listener parked. The first event of a loop step is written
+        here, as the listener's task, and the listener stays parked; a later one in
+        the same step, or one whose write has to wait, wakes the listener's task.
         """
         waiter = self._waiter
         if waiter is None or waiter.done():  # the listener's task was cancelled
             return
         writer, task, context = self.writer, self._task, self._context
         if (
-            frame is None
-            or writer is None
+            writer is None
             or task is None
             or context is None
             or self._hot
@@ -290,8 +313,8 @@ class Listener:
             return
         try:
             pending = start_eagerly(writer(frame), task, context)
-        except Exception as exc:  # the listener's task raises it, as if its own write had
-            if not waiter.done():
+        except (Exception, asyncio.CancelledError) as exc:
+            if not waiter.done():  # the listener's task raises it, as if its own write had
                 waiter.set_exception(exc)
             return
         except BaseException:  # KeyboardInterrupt and the like: for emit's caller
