@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agentnb._events import Event
 from agentnb._run import _ambient_sinks, _current_run
 
 
@@ -61,3 +62,12 @@ def _clean_sync_context() -> Iterator[None]:
     _assert_clean_context("before the test")
     yield
     _assert_clean_context("after the test")
+
+
+@pytest.fixture
+def sent() -> Iterator[dict[str, list[Event]]]:
+    """The events each run served during the test sent, by run id (the server tests')."""
+    from tests.served import recording  # the server's extra, only where it is used
+
+    with recording() as sent:
+        yield sent

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import agentnb
+from agentnb.testing import capture_events
 
 
 class Recorder:
@@ -36,3 +38,16 @@ def texts(events: list[agentnb.Event]) -> list[str]:
 async def forever() -> None:
     """Wait until cancelled."""
     await asyncio.get_running_loop().create_future()
+
+
+def full_text(name: str, text: str) -> str:
+    """What the demo agent *name* streams for *text* (its own text, not its sub-agents')."""
+
+    def run() -> str:
+        with capture_events() as events:
+            agentnb.run_sync(agentnb.get_agent(name), text, speed=0)
+        return events.text(path=(name,))
+
+    # In a thread of its own: the caller may have an event loop running (Playwright's sync API).
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()

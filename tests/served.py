@@ -299,6 +299,10 @@ class Server:
     def ws(self) -> str:
         return "ws" + self.base.removeprefix("http") + "/api/ws"
 
+    def client(self, timeout: float = 10) -> httpx.AsyncClient:
+        """An HTTP client of this server (use it in ``async with``)."""
+        return httpx.AsyncClient(base_url=self.base, timeout=timeout)
+
     def call(self, fn: Callable[[], T]) -> T:
         return in_server_loop(self.base, fn)
 

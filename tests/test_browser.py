@@ -16,7 +16,6 @@ to install.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,7 @@ from typing import Any
 import nbformat
 import pytest
 
-import agentnb
-import agentnb.demo  # registers the demo agents the notebook runs
-from agentnb.testing import capture_events
+from tests.helpers import full_text
 from tests.lab import (  # Playwright comes through it: a clear message if it is missing
     Browser,
     Lab,
@@ -99,19 +96,6 @@ def load_cell(nb: Any) -> int:
         if c.cell_type == "code" and c.source.strip() == "%load_ext agentnb":
             return index
     raise AssertionError(f"{QUICKSTART} has no '%load_ext agentnb' cell")
-
-
-def full_text(name: str, text: str) -> str:
-    """What the agent streams for *text*: the demo agents are deterministic."""
-
-    def run() -> str:
-        with capture_events() as events:
-            agentnb.run_sync(agentnb.get_agent(name), text, speed=0)
-        return events.text(path=(name,))
-
-    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(run).result()
 
 
 def start_sampler(page: Page, index: int) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from tests.helpers import full_text
 from tests.lab import (
     Browser,
     Lab,
@@ -36,7 +37,7 @@ from tests.lab import (
     wait_for,
     wait_notebook,
 )
-from tests.test_browser import QUICKSTART, agent_cell, full_text, load_cell
+from tests.test_browser import QUICKSTART, agent_cell, load_cell
 
 NOTEBOOK = "01_quickstart.ipynb"
 LONG_RUN = "%%agent counter\n300"  # 30 s at speed 1: long enough to be stopped

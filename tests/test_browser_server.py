@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from httpx_sse import connect_sse
 import agentnb
 import agentnb.demo
 from agentnb.server import create_app
-from agentnb.testing import capture_events
+from tests.helpers import full_text
 from tests.lab import Browser, Page, chromium, growth_moments, wait_for
 from tests.server import serving
 
@@ -134,19 +133,6 @@ def page(browser: Browser, base: str) -> Iterator[Page]:
         assert not errors, f"the page reported errors: {errors}"
     finally:
         context.close()
-
-
-def full_text(name: str, text: str) -> str:
-    """What the demo agent *name* streams for *text* (its own text, not its sub-agents')."""
-
-    def run() -> str:
-        with capture_events() as events:
-            agentnb.run_sync(agentnb.get_agent(name), text, speed=0)
-        return events.text(path=(name,))
-
-    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(run).result()
 
 
 def api_events(base: str, run_id: str) -> list[dict[str, Any]]:

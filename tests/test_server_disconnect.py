@@ -7,12 +7,10 @@ the moment the run's status, read on the server's own loop, is "cancelled".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 import agentnb
@@ -23,7 +21,6 @@ from tests.served import (
     check_whole_run,
     open_stream,
     post_stream,
-    recording,
     resume,
     served,
     until,
@@ -58,18 +55,6 @@ def server() -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture
-def sent() -> Iterator[dict[str, list[agentnb.Event]]]:
-    with recording() as sent:
-        yield sent
-
-
-@contextlib.asynccontextmanager
-async def client_of(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
-        yield client
-
-
 def assert_gone(server: Server, run_id: str) -> None:
     """The run is over on the server: no listener, not live, no task of it left."""
     until(lambda: server.run_tasks(run_id) == [], timeout=1)
@@ -83,7 +68,7 @@ async def test_closing_the_stream_cancels_the_run_at_once(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
     body = {"agent": "chatty", "input": "talk-1"}
-    async with client_of(server) as client:
+    async with server.client() as client:
         async with open_stream(client, "POST", "/api/stream", json=body) as reading:
             await reading.more(5)
             run_id = reading.run_id
@@ -113,7 +98,7 @@ async def test_closing_the_stream_of_an_idle_agent_cancels_it_at_once(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
     body = {"agent": "idle", "input": "idle-1"}
-    async with client_of(server) as client:
+    async with server.client() as client:
         async with open_stream(client, "POST", "/api/stream", json=body) as reading:
             run_id = reading.run_id
             server.wait_for(lambda: "idle-1" in STARTED)
@@ -141,7 +126,7 @@ async def test_a_continue_run_goes_on_detached_and_can_be_resumed(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
     body = {"agent": "chatty", "input": "talk-2", "on_disconnect": "continue"}
-    async with client_of(server) as client:
+    async with server.client() as client:
         first = await post_stream(client, body, limit=5)
         run_id = first.run_id
         server.wait_for(lambda: server.hub.get(run_id).listeners == 0)
@@ -178,7 +163,7 @@ async def test_one_of_two_listeners_leaving_does_not_cancel(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
     body = {"agent": "chatty", "input": "talk-3"}
-    async with client_of(server) as client:
+    async with server.client() as client:
         async with open_stream(client, "POST", "/api/stream", json=body) as owner:
             await owner.more(3)
             run_id = owner.run_id

@@ -14,7 +14,6 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
@@ -27,7 +26,6 @@ from tests.served import (
     check_whole_run,
     open_stream,
     post_stream,
-    recording,
     served,
 )
 
@@ -156,25 +154,13 @@ def tight() -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture
-def sent() -> Iterator[dict[str, list[agentnb.Event]]]:
-    with recording() as sent:
-        yield sent
-
-
-@contextlib.asynccontextmanager
-async def client_of(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
-        yield client
-
-
 # -- round trips --------------------------------------------------------------------------
 
 
 async def test_every_event_kind_round_trips_with_child_runs(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         reading = await post_stream(client, {"agent": "every_kind", "input": "the sea"})
     events = check_whole_run(reading, sent)
     run_id = reading.run_id
@@ -222,7 +208,7 @@ async def test_httpx_sse_reads_the_same_events(
 ) -> None:
     body = {"agent": "every_kind", "input": "é\u2028😀\r\n"}
     async with (
-        client_of(server) as client,
+        server.client() as client,
         aconnect_sse(client, "POST", "/api/stream", json=body) as source,
     ):
         run_id = source.response.headers["x-agentnb-run-id"]
@@ -237,7 +223,7 @@ async def test_httpx_sse_reads_the_same_events(
 
 
 async def test_the_stream_answer_has_the_sse_headers(server: Server) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         reading = await post_stream(client, {"agent": "arity", "input": 1})
     headers = reading.response.headers
     assert headers["content-type"].split(";")[0] == "text/event-stream"
@@ -252,7 +238,7 @@ async def test_the_stream_answer_has_the_sse_headers(server: Server) -> None:
 async def test_an_error_ends_the_stream_with_its_traceback(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         reading = await post_stream(client, {"agent": "failing", "input": "x"})
     events = check_whole_run(reading, sent)
     assert [e.kind for e in events] == ["text", "error"]
@@ -269,7 +255,7 @@ async def test_an_error_ends_the_stream_with_its_traceback(
 async def test_a_plain_function_agent_streams_from_its_thread(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         reading = await post_stream(client, {"agent": "shout", "input": "the sea"})
     events = check_whole_run(reading, sent)
     assert [e.kind for e in events] == ["text", "done"]
@@ -312,7 +298,7 @@ async def test_a_plain_function_agent_streams_from_its_thread(
 async def test_the_agent_gets_the_input_as_its_one_argument(
     server: Server, sent: dict[str, list[agentnb.Event]], body: dict[str, JSON], args: list[JSON]
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         reading = await post_stream(client, body)
     events = check_whole_run(reading, sent)
     assert len(events) == 1
@@ -323,7 +309,7 @@ async def test_the_agent_gets_the_input_as_its_one_argument(
 async def test_keep_alive_pings_are_comments_between_events(
     tight: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(tight) as client:
+    async with tight.client() as client:
         reading = await post_stream(client, {"agent": "sleepy"})
     events = check_whole_run(reading, sent)
     assert [e.kind for e in events] == ["text", "text", "done"]
@@ -349,14 +335,14 @@ async def test_the_stream_sends_each_event_as_it_happens(
 ) -> None:
     # The first event arrives while the run is still going: nothing waits for the end.
     async with (
-        client_of(server) as client,
+        server.client() as client,
         open_stream(client, "POST", "/api/stream", json={"agent": "waiting"}) as reading,
     ):
         (first,) = await reading.more(1)
         assert first.event == "text"
         assert json.loads(first.data)["text"] == "ready"
         assert server.describe(reading.run_id)["status"] == "running"
-        async with client_of(server) as other:
+        async with server.client() as other:
             answer = await other.post(f"/api/runs/{reading.run_id}/cancel")
         assert answer.status_code == 200
         await reading.more()
@@ -370,7 +356,7 @@ async def test_the_stream_sends_each_event_as_it_happens(
 async def test_describe_and_cancel_a_run(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         async with open_stream(client, "POST", "/api/stream", json={"agent": "waiting"}) as reading:
             await reading.more(1)
             run_id = reading.run_id
@@ -418,7 +404,7 @@ async def test_describe_and_cancel_a_run(
     ],
 )
 async def test_an_unknown_run_is_404_unknown_run(server: Server, method: str, path: str) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         answer = await client.request(method, path.format("0123456789abcdef"))
     assert answer.status_code == 404
     assert answer.headers["content-type"] == "application/json"
@@ -430,7 +416,7 @@ async def test_an_unknown_run_is_404_unknown_run(server: Server, method: str, pa
 
 
 async def test_agents_are_listed_by_name_with_their_first_doc_line(server: Server) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         answer = await client.get("/api/agents")
     assert answer.status_code == 200
     assert answer.json() == [
@@ -619,7 +605,7 @@ async def test_a_bad_request_is_a_json_error_and_starts_nothing(
     says: list[str],
 ) -> None:
     calls = len(CALLS)
-    async with client_of(server) as client:
+    async with server.client() as client:
         answer = await client.post("/api/stream", **request_)
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/json"
@@ -659,7 +645,7 @@ async def test_a_body_over_the_limit_is_413_too_large(
     tight: Server, sent: dict[str, list[agentnb.Event]], content: Any, how: str
 ) -> None:
     calls = len(CALLS)
-    async with client_of(tight) as client:
+    async with tight.client() as client:
         request = client.build_request("POST", "/api/stream", content=content, headers=JSON_TYPE)
         if how == "chunked":
             assert "content-length" not in request.headers
@@ -685,7 +671,7 @@ async def test_a_body_at_the_limit_is_accepted(
     assert len(body) == LIMIT
     content: Any = chunks(body[:500], body[500:]) if chunked else body
     async with (
-        client_of(tight) as client,
+        tight.client() as client,
         open_stream(client, "POST", "/api/stream", content=content, headers=JSON_TYPE) as reading,
     ):
         await reading.more()
@@ -706,7 +692,7 @@ async def test_a_body_at_the_limit_is_accepted(
 async def test_unknown_paths_and_methods_answer_json(
     server: Server, method: str, path: str, status: int, code: str
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         answer = await client.request(method, path)
     assert answer.status_code == status
     assert answer.headers["content-type"] == "application/json"

@@ -11,10 +11,9 @@ that shrinks a failure to its smallest payload, and 1 MB strings in every place.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -112,17 +111,11 @@ def server() -> Iterator[Server]:
         yield server
 
 
-@contextlib.asynccontextmanager
-async def client_of(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base, timeout=30) as client:
-        yield client
-
-
 async def round_trip(server: Server, items: list[tuple[str, str]]) -> None:
     """Send *items* through a run; both readings must give back every payload exactly."""
     body: dict[str, JSON] = {"agent": "echo", "input": [list(i) for i in items]}
     with recording() as sent:
-        async with client_of(server) as client:
+        async with server.client(timeout=30) as client:
             # The raw bytes, through this file's own SSE parser.
             reading = await post_stream(client, body)
             run_id = reading.run_id
@@ -230,7 +223,7 @@ async def test_lone_surrogates_travel_as_json_escapes(server: Server) -> None:
     # Not UTF-8, so never raw on the wire; JSON escapes carry them both ways.
     body = b'{"agent": "echo", "input": [["text", "a\\ud800b"], ["custom", "\\udfff"]]}'
     with recording() as sent:
-        async with client_of(server) as client:
+        async with server.client(timeout=30) as client:
             reading = await post_stream_raw(client, body)
     events = check_whole_run(reading, sent)
     assert payloads_of(events) == [("text", "a\ud800b"), ("custom", "\udfff")]

@@ -7,11 +7,9 @@ handed on the server: ids consecutive, none skipped, none repeated, the whole ru
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 import agentnb
@@ -25,7 +23,6 @@ from tests.served import (
     expected_bytes,
     open_stream,
     post_stream,
-    recording,
     resume,
     served,
 )
@@ -78,18 +75,6 @@ def small() -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture
-def sent() -> Iterator[dict[str, list[agentnb.Event]]]:
-    with recording() as sent:
-        yield sent
-
-
-@contextlib.asynccontextmanager
-async def client_of(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
-        yield client
-
-
 def joined(readings: list[Reading]) -> list[agentnb.Event]:
     """The events of consecutive readings of one run, checked to continue each other."""
     events: list[agentnb.Event] = []
@@ -102,7 +87,7 @@ async def test_resume_a_live_detached_run_again_and_again(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
     body = {"agent": "parent", "input": 40, "on_disconnect": "continue"}
-    async with client_of(server) as client:
+    async with server.client() as client:
         readings = [await post_stream(client, body, limit=5)]
         run_id = readings[0].run_id
         statuses = []
@@ -136,7 +121,7 @@ async def test_resume_a_live_detached_run_again_and_again(
 async def test_resume_a_finished_run_from_every_point(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         whole = await post_stream(client, {"agent": "parent", "input": 3})
         events = check_whole_run(whole, sent)
         run_id = whole.run_id
@@ -159,7 +144,7 @@ async def test_two_listeners_at_once_see_the_same_events(
     server: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
     body = {"agent": "paced", "input": 60, "on_disconnect": "continue"}
-    async with client_of(server) as client:
+    async with server.client() as client:
         start = await post_stream(client, body, limit=1)
         run_id = start.run_id
 
@@ -178,7 +163,7 @@ async def test_two_listeners_at_once_see_the_same_events(
 
 
 async def test_resuming_an_unknown_run_is_404(server: Server) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         answer = await client.get(
             "/api/runs/0123456789abcdef/events", headers={"Last-Event-ID": "0123456789abcdef:3"}
         )
@@ -204,7 +189,7 @@ async def test_resuming_an_unknown_run_is_404(server: Server) -> None:
 async def test_a_malformed_last_event_id_is_400_bad_event_id(
     server: Server, how: str, shape: str, says: str
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         run = await post_stream(client, {"agent": "paced", "input": 3})
         other = await post_stream(client, {"agent": "paced", "input": 1})
         run_id, count = run.run_id, len(run.events)
@@ -237,7 +222,7 @@ async def test_a_malformed_last_event_id_is_400_bad_event_id(
 async def test_resuming_from_the_last_event_of_a_finished_run_gives_nothing_more(
     server: Server,
 ) -> None:
-    async with client_of(server) as client:
+    async with server.client() as client:
         run = await post_stream(client, {"agent": "paced", "input": 2})
         rest = await resume(client, run.run_id, run.events[-1].id)
     assert rest.response.status_code == 200
@@ -249,7 +234,7 @@ async def test_resuming_from_the_last_event_of_a_finished_run_gives_nothing_more
 async def test_a_resume_point_out_of_the_replay_buffer_is_410_expired(
     small: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(small) as client:
+    async with small.client() as client:
         whole = await post_stream(client, {"agent": "paced", "input": 20})
         run_id = whole.run_id
         count = len(sent[run_id])
@@ -274,7 +259,7 @@ async def test_a_listener_that_falls_behind_the_buffer_is_ended_not_left_hanging
     small: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
     # 20 events at once overrun a 5-event buffer before the listener could send any.
-    async with client_of(small) as client:
+    async with small.client() as client:
         reading = await post_stream(client, {"agent": "burst", "input": 20})
         run_id = reading.run_id
         assert reading.ended
@@ -293,7 +278,7 @@ async def test_a_listener_that_falls_behind_the_buffer_is_ended_not_left_hanging
 async def test_finished_runs_are_forgotten_after_keep_seconds(
     small: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(small) as client:
+    async with small.client() as client:
         done = await post_stream(client, {"agent": "paced", "input": 2})
         live = await post_stream(client, {"agent": "waiting", "on_disconnect": "continue"}, limit=1)
         assert (await client.get(f"/api/runs/{done.run_id}")).status_code == 200
@@ -316,7 +301,7 @@ async def test_finished_runs_are_forgotten_after_keep_seconds(
 async def test_at_most_keep_finished_runs_are_kept(
     small: Server, sent: dict[str, list[agentnb.Event]]
 ) -> None:
-    async with client_of(small) as client:
+    async with small.client() as client:
         runs = [
             (await post_stream(client, {"agent": "paced", "input": 1})).run_id for _ in range(5)
         ]

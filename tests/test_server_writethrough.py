@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import httpx
 import pytest
 from fastapi import Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
@@ -32,7 +31,7 @@ from agentnb._registry import AgentInfo
 from agentnb.server import create_app
 from agentnb.server._eager import Pending, start_eagerly
 from agentnb.server._hub import Listener, RunHub
-from tests.served import Reading, Server, SseParser, open_stream, served
+from tests.served import Reading, Server, SseParser, open_stream, post_stream, served
 
 BUSY = 0.6  # seconds the busy agent holds the server's loop after each event
 FREED: list[float] = []  # when the busy agent let go of the loop after each event
@@ -135,7 +134,7 @@ async def test_an_event_reaches_every_waiting_client_while_the_agent_is_still_in
     writes: list[bool],
 ) -> None:
     with served(create_app(agents=AGENTS)) as server:
-        async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
+        async with server.client() as client:
             FREED.clear()
             body = {"agent": "busy", "input": 2, "on_disconnect": "continue"}
             async with open_stream(client, "POST", "/api/stream", json=body) as first:
@@ -242,10 +241,8 @@ async def test_a_middleware_that_waits_in_send_still_gets_every_event_once_in_or
         return await call_next(request)  # its send hands each message over to another task
 
     with served(app) as server:
-        async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
-            body = {"agent": "paced", "input": 50}
-            async with open_stream(client, "POST", "/api/stream", json=body) as reading:
-                await reading.more()
+        async with server.client() as client:
+            reading = await post_stream(client, {"agent": "paced", "input": 50})
     events = reading.agent_events()
     assert "".join(e.text for e in events if isinstance(e, agentnb.TextChunk)) == "".join(
         f"{i} " for i in range(50)
@@ -290,10 +287,8 @@ async def test_a_middleware_holding_an_anyio_lock_across_send_streams_every_even
     app = create_app(agents=AGENTS)
     app.add_middleware(Middleware, wrap=serialised)
     with served(app) as server:
-        async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
-            body = {"agent": "paced", "input": 30}
-            async with open_stream(client, "POST", "/api/stream", json=body) as reading:
-                await reading.more()
+        async with server.client() as client:
+            reading = await post_stream(client, {"agent": "paced", "input": 30})
     events = reading.agent_events()
     assert [e.seq for e in events] == list(range(31))
     assert events[-1].kind == "done"

@@ -21,7 +21,7 @@ from websockets.typing import Origin
 import agentnb
 from agentnb.server import create_app
 from tests.helpers import forever
-from tests.served import Server, recording, served, until
+from tests.served import Server, served, until
 
 CANCEL_WITHIN = 0.1
 STARTED: set[str] = set()
@@ -54,12 +54,6 @@ AGENTS: dict[str, Any] = {"paced": paced, "waiting": waiting, "arity": arity}
 def server() -> Iterator[Server]:
     with served(create_app(agents=AGENTS)) as server:
         yield server
-
-
-@pytest.fixture
-def sent() -> Iterator[dict[str, list[agentnb.Event]]]:
-    with recording() as sent:
-        yield sent
 
 
 @contextlib.asynccontextmanager

@@ -92,7 +92,7 @@ class ServedRun:
         self._parked: list[Listener] = []  # listeners waiting for the next event
         self._unwritten: list[tuple[Listener, bytes, int]] = []  # for flush(): whom, what, #
         self._slack = max(replay_size // 8, 1)  # evict in blocks, not one frame at a time
-        self._positions: dict[Listener, int] = {}  # connected listeners' read positions
+        self._connected: set[Listener] = set()  # (their read positions: listener.position)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
 
@@ -104,7 +104,7 @@ class ServedRun:
     @property
     def listeners(self) -> int:
         """How many clients are attached (streaming the run, or about to)."""
-        return len(self._positions)
+        return len(self._connected)
 
     @property
     def count(self) -> int:
@@ -173,7 +173,7 @@ class ServedRun:
         """
         frames = self._frames
         keep_from = self._dropped + len(frames) - self._replay_size
-        behind = [pos for pos in self._positions.values() if pos < keep_from]
+        behind = [lis.position for lis in self._connected if lis.position < keep_from]
         if behind and min(behind) >= keep_from - 3 * self._replay_size:
             keep_from = min(behind)
         drop = keep_from - self._dropped
@@ -204,12 +204,12 @@ class ServedRun:
 
     def _attach(self, listener: Listener) -> None:
         with self._lock:
-            self._positions[listener] = listener.position
+            self._connected.add(listener)
 
     def _detach(self, listener: Listener) -> None:
         with self._lock:
-            self._positions.pop(listener, None)
-        if not self._positions and self.on_disconnect == "cancel" and not self.ended:
+            self._connected.discard(listener)
+        if not self._connected and self.on_disconnect == "cancel" and not self.ended:
             assert self.run is not None
             self.run.cancel("the client disconnected")
 
@@ -226,7 +226,6 @@ class ServedRun:
             waiter = None
             if frames:
                 listener.position += len(frames)
-                self._positions[listener] = listener.position
             elif not self.ended:
                 assert self._loop is not None  # open() ran before anyone could listen
                 waiter = listener._waiter = self._loop.create_future()
@@ -239,7 +238,7 @@ class ServedRun:
         True if parked: the run's end, or an event newer than *position*, wakes it.
         """
         with self._lock:
-            listener.position = self._positions[listener] = position
+            listener.position = position
             if not park or position < self.count or self.ended:
                 return False
             self._parked.append(listener)
@@ -273,7 +272,7 @@ class Listener:
 
     def __init__(self, served: ServedRun, position: int) -> None:
         self.served = served
-        self.position = position
+        self.position = position  # the next frame to send it (changed under the run's lock)
         self.closed = False
         self.expired = False  # ended because it fell further behind than the buffer keeps
         self.writer: Callable[[bytes], Awaitable[None]] | None = None
