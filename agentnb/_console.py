@@ -17,7 +17,7 @@ from ._events import (
     ToolCall,
     ToolResult,
 )
-from ._format import brief, call_line, result_line
+from ._format import brief, call_line, result_line, visible_controls
 
 __all__ = ["ConsoleSink"]
 
@@ -29,13 +29,16 @@ class ConsoleSink:
 
     *file* defaults to ``sys.stdout`` at the time of each write. *color* is
     None for "if the file is a terminal and NO_COLOR is unset". Events of child
-    runs are labelled with their path.
+    runs are labelled with their path. Agent text never drives the terminal:
+    its control characters (ESC, a lone CR) are shown as visible pictures, and
+    its line endings are line feeds.
     """
 
     def __init__(self, file: TextIO | None = None, *, color: bool | None = None) -> None:
         self._file = file
         self._color = color
         self._mid_line = False  # the last thing written was text without a newline
+        self._held = ""  # a CR that ended the last chunk: its LF may start the next one
         self._text_path: tuple[str, ...] | None = None
         self._root: tuple[str, ...] | None = None
         self._started: dict[str, float] = {}
@@ -55,11 +58,16 @@ class ConsoleSink:
 
     def _line(self, event: Event, text: str, style: str = _DIM) -> None:
         out = self.file
+        if self._held:  # a CR that ended the text: it was a line break
+            self._held = ""
+            out.write("\n")
+            self._mid_line = False
         if self._mid_line:
             out.write("\n")
             self._mid_line = False
         label = self._label(event)
-        out.write(self._paint(f"{label}{text}", style) + "\n")
+        shown = visible_controls(f"{label}{text}", terminal=True)
+        out.write(self._paint(shown, style) + "\n")
         self._text_path = None
 
     def _label(self, event: Event) -> str:
@@ -74,14 +82,20 @@ class ConsoleSink:
         if isinstance(event, TextChunk):
             out = self.file
             if event.path != self._text_path:
-                if self._mid_line:
+                if self._mid_line or self._held:
                     out.write("\n")
-                label = self._label(event)
+                    self._held = ""
+                label = visible_controls(self._label(event), terminal=True)
                 if label:
                     out.write(self._paint(label, _DIM))
                 self._text_path = event.path
-            out.write(event.text)
-            self._mid_line = not event.text.endswith("\n")
+            # A CR at the end of one chunk and its LF at the start of the next would
+            # be two line breaks: a chunk ending in CR leaves its line break for later.
+            text = self._held + event.text
+            self._held = "\r" if text.endswith("\r") else ""
+            shown = visible_controls(text[:-1] if self._held else text, terminal=True)
+            out.write(shown)
+            self._mid_line = not shown.endswith("\n") if shown else self._mid_line
         elif isinstance(event, Status):
             self._line(event, f"… {event.message}")
         elif isinstance(event, ToolCall):

@@ -22,9 +22,11 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import connect_sse
+from playwright.sync_api import Dialog
 
 import agentnb
 import agentnb.demo
+import tests.hostile
 from agentnb.server import create_app
 from tests.helpers import full_text
 from tests.lab import Browser, Page, chromium, growth_moments, wait_for
@@ -71,6 +73,7 @@ async def awkward(_input: str = "") -> str:
 
 
 AGENTS: dict[str, Any] = {
+    "everything": tests.hostile.everything,
     "poet": agentnb.demo.poet,
     "counter": agentnb.demo.counter,
     "researcher": agentnb.demo.researcher,
@@ -270,6 +273,64 @@ def test_agent_markup_is_shown_as_text_and_never_runs(page: Page, base: str) -> 
     assert "Traceback" in traceback
     assert traceback.rstrip().endswith(f"ValueError: {HOSTILE}")
     assert page.get_by_test_id("message").inner_text() == f"ValueError: {HOSTILE}"
+
+
+# Every element the page makes for a run, and the attributes it sets (agent data goes
+# only into text and the title attribute, both set as plain strings).
+PAGE_AUDIT = r"""() => {
+    const problems = [];
+    const FORBIDDEN = /^(script|img|iframe|svg|math|object|embed|style|link|a|form|input)$/i;
+    for (const root of document.querySelectorAll('#text, #events, #status')) {
+        for (const el of root.querySelectorAll('*')) {
+            const tag = el.tagName.toLowerCase();
+            if (!['li', 'span', 'details', 'summary', 'pre'].includes(tag) || FORBIDDEN.test(tag)) {
+                problems.push('unexpected <' + tag + '>: ' + el.outerHTML.slice(0, 120));
+            }
+            for (const attr of el.attributes) {
+                if (!['class', 'title', 'style', 'data-testid', 'data-state'].includes(attr.name)) {
+                    problems.push('unexpected attribute ' + attr.name + ' on <' + tag + '>');
+                }
+                if (attr.name === 'style' && /pwn|url\(/i.test(attr.value)) {
+                    problems.push('style from a payload on <' + tag + '>');
+                }
+            }
+        }
+    }
+    return {problems, pwned: window.__pwned};
+}"""
+
+
+def dismissed(dialog: Dialog, seen: list[str]) -> None:
+    seen.append(dialog.message)
+    dialog.dismiss()
+
+
+def test_hostile_text_in_every_field_makes_no_element_and_runs_nothing(
+    browser: Browser, base: str
+) -> None:
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    context.add_init_script(
+        "window.__pwned = []; window.__pwn = (m) => { window.__pwned.push(String(m)); };"
+    )
+    dialogs: list[str] = []
+    requests: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda d: dismissed(d, dialogs))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(base + "/")
+        page.locator("[data-testid=agent]:enabled").wait_for()
+        start(page, "everything", "40:4:fail", sample=False)
+        assert wait_end(page) == "error"
+        found = page.evaluate(PAGE_AUDIT)
+        assert found["problems"] == [], found["problems"][:10]
+        assert found["pwned"] == []
+        assert dialogs == []
+        assert [u for u in requests if "pwn" in u.lower() or u.rstrip("/").endswith("/x")] == []
+        # The run's text, every payload of it, exactly as emitted.
+        assert shown_text(page) == "".join(tests.hostile.payloads(40, 4))
+    finally:
+        context.close()
 
 
 def test_text_with_any_line_break_and_emoji_is_shown_exactly(page: Page, base: str) -> None:

@@ -257,3 +257,24 @@ async def test_demo_agents_through_the_console() -> None:
     answer = await agentnb.run(researcher, "why is the sky blue?", speed=0, sink=sink)
     third = out.getvalue()[len(first) + len(second) :]
     assert answer in third
+
+
+def test_agent_text_never_drives_the_terminal() -> None:
+    async def hostile(_: str) -> None:
+        agentnb.emit("red\x1b[31m title\x1b]0;pwned\x07 csi\x9b2J bell\x07 over\rwrite\r")
+        agentnb.emit("\nnext")  # the CR that ended the last chunk and this LF: one break
+        agentnb.emit(agentnb.Status("\x1b[2Jcleared"))
+
+    out = io.StringIO()
+    agentnb.run_sync(hostile, "", sink=ConsoleSink(out, color=False))
+    text = out.getvalue()
+    assert "\x1b" not in text
+    assert "\x9b" not in text
+    assert "\x07" not in text
+    assert "\r" not in text
+    assert text.splitlines()[:3] == [
+        "red\u241b[31m title\u241b]0;pwned\u2407 csi\ufffd2J bell\u2407 over",
+        "write",
+        "next",
+    ]
+    assert "… \u241b[2Jcleared" in text

@@ -361,9 +361,12 @@ def test_agent_html_is_escaped_in_markdown_and_exact_in_plain_text(k: Kernel) ->
     assert plain == raw
     assert "<script" not in markdown.lower()
     assert "<b>" not in markdown
-    assert markdown == "&lt;script>alert(1)&lt;/script> &amp; &lt;b>bold&lt;/b>"
+    assert markdown == (
+        '<div class="mathjax_ignore">\n\n&#60;script&#62;alert&#40;1&#41;&#60;&#47;script&#62; '
+        "&#38; &#60;b&#62;bold&#60;&#47;b&#62;\n\n</div>"
+    )
     log = all_items(k, view_of(k, cell.msg_id))
-    assert log == [["text", "", raw]]  # the live view gets the text (its renderer escapes)
+    assert log == [["text", "", raw]]  # the live view gets the text (it shows it as text)
 
 
 # -- 3. Run All ----------------------------------------------------------------------

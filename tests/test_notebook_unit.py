@@ -8,6 +8,9 @@ import argparse
 import ast
 import contextlib
 import gc
+import html
+import re
+import string
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,10 +22,13 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import agentnb
 from agentnb import Status, ToolCall, ToolResult
+from agentnb._format import visible_controls
 from agentnb.demo import flaky, poet, researcher
-from agentnb.notebook import Transcript, escape_html_in_markdown, unload_ipython_extension
+from agentnb.notebook import Transcript, escape_markdown, unload_ipython_extension
 from agentnb.notebook._magics import _parse, run_magic, transform_cell
+from agentnb.notebook._markdown import escape_markdown_inline
 from agentnb.testing import capture_events
+from tests import hostile
 
 # -- the final transcript ----------------------------------------------------------
 
@@ -58,10 +64,14 @@ def test_the_transcript_is_the_same_for_two_runs_of_the_same_input() -> None:
 def test_a_child_runs_text_is_set_apart_with_its_name() -> None:
     transcript = transcript_of(researcher, "why is the sea salty?", speed=0)
     markdown, plain = transcript.markdown(), transcript.plain()
-    assert "> **summarizer:**\n> In short: " in markdown
+    assert "> <strong>summarizer:</strong>\\\n> In short&#58; " in markdown
     assert "\n[summarizer] In short: " in plain
     assert transcript.text().startswith("\n\nAnswer: why is the sea salty?")
-    assert markdown.rstrip("\n").endswith(transcript.text().strip())
+    last = transcript.text().strip().split("\n")[-1]
+    assert markdown.removesuffix(CLOSE).rstrip("\n").endswith(escape_markdown(last))
+
+
+OPEN, CLOSE = '<div class="mathjax_ignore">\n\n', "\n\n</div>"
 
 
 def test_tools_errors_and_html_in_them_stay_inert() -> None:
@@ -78,11 +88,14 @@ def test_tools_errors_and_html_in_them_stay_inert() -> None:
     for event in events:
         transcript.add(event)
     markdown = transcript.markdown()
-    # Inside code spans HTML is shown as text; each item is a paragraph of its own.
-    assert [p.strip() for p in markdown.split("\n\n") if p.strip()] == [
-        "``→ run(code=a `b` <i>c</i>)``",
-        "`← run: <script>x</script>`",
-        "**ValueError**: `<b>bad</b> input`",
+    assert markdown.startswith(OPEN)
+    assert markdown.endswith(CLOSE)
+    # Each item is a paragraph of its own; every character of the agent's is a
+    # character reference, the markup is the transcript's own.
+    assert [p.strip() for p in markdown[len(OPEN) : -len(CLOSE)].split("\n\n")] == [
+        "<code>→ run&#40;code&#61;a &#96;b&#96; &#60;i&#62;c&#60;&#47;i&#62;&#41;</code>",
+        "<code>← run&#58; &#60;script&#62;x&#60;&#47;script&#62;</code>",
+        "<strong>ValueError</strong>: <code>&#60;b&#62;bad&#60;&#47;b&#62; input</code>",
     ]
     assert "not in the transcript" not in markdown
     assert [line for line in transcript.plain().split("\n") if line] == [
@@ -94,44 +107,51 @@ def test_tools_errors_and_html_in_them_stay_inert() -> None:
 
 def test_a_failed_run_ends_with_its_error() -> None:
     transcript = transcript_of(flaky, "please fail", speed=0)
+    message = escape_markdown("flaky failed as asked (input: 'please fail')")
+    assert transcript.markdown().endswith(
+        f"\n\n<strong>RuntimeError</strong>: <code>{message}</code>{CLOSE}"
+    )
     message = "flaky failed as asked (input: 'please fail')"
-    assert transcript.markdown().rstrip("\n").endswith(f"\n\n**RuntimeError**: `{message}`")
     assert transcript.plain().rstrip("\n").endswith(f"\nRuntimeError: {message}")
 
 
-@pytest.mark.parametrize(
-    ("markdown", "safe"),
-    [
-        ("<script>alert(1)</script>", "&lt;script>alert(1)&lt;/script>"),
-        ("AT&T <img src=x onerror=alert(1)>", "AT&amp;T &lt;img src=x onerror=alert(1)>"),
-        ("a `<b>` c <b>", "a `<b>` c &lt;b>"),
-        ("a ``x ` <b>`` <b>", "a ``x ` <b>`` &lt;b>"),
-        ("unclosed ` <b>", "unclosed ` &lt;b>"),
-        ("```\n<b>\n```\n<b>", "```\n<b>\n```\n&lt;b>"),
-        ("~~~py\n<i>\n~~~\n<i>", "~~~py\n<i>\n~~~\n&lt;i>"),
-        ("````\n```\n<b>\n````\n<b>", "````\n```\n<b>\n````\n&lt;b>"),  # ``` does not close ````
-        ("```\n<b>", "```\n<b>"),  # an unclosed fence runs to the end
-        ("# Title\n\n- one <em>\n- two", "# Title\n\n- one &lt;em>\n- two"),
-    ],
-)
-def test_escaping_neutralises_html_outside_code_only(markdown: str, safe: str) -> None:
-    assert escape_html_in_markdown(markdown) == safe
+def test_plain_text_shows_line_endings_as_lf_and_controls_as_pictures() -> None:
+    transcript = transcript_of(says, "a\rb\r\nc\x1b[31md\x00")
+    assert transcript.plain() == "a\nb\nc\u241b[31md\u2400"
 
 
-def test_escaping_keeps_block_quotes() -> None:
-    # The module says: outside code, `<` and `&` become entities. A `>` cannot open
-    # HTML; escaping it turns the agent's block quote into a literal "&gt;" line.
-    text = "> a quote from the agent\n> on two lines"
-    assert escape_html_in_markdown(text) == text
+# The characters Markdown, HTML or MathJax may act on, as the escaped form may hold them:
+# character references, and the hard breaks (a backslash ending a line) it makes itself.
+_REFERENCE = re.compile(r"&#[0-9]+;")
 
 
-def test_escaping_leaves_indented_code_blocks_as_they_are() -> None:
-    # CommonMark does not decode entities in code blocks: an escaped indented block
-    # would show "if a &lt; b:" to the reader. Nothing in a code block is HTML.
-    text = "Example:\n\n    if a < b:\n        print(a & b)\n\nDone."
-    lines = escape_html_in_markdown(text).split("\n")
-    assert "    if a < b:" in lines
-    assert "        print(a & b)" in lines
+@pytest.mark.parametrize("text", hostile.payloads(60, 11))
+def test_escaped_markdown_holds_no_character_markdown_acts_on(text: str) -> None:
+    escaped = escape_markdown(text)
+    assert "\r" not in escaped
+    for line in escaped.split("\n"):
+        assert line[:1] not in (" ", "\t")  # indented, it could be code, where refs show as typed
+        bare = _REFERENCE.sub("", line.removesuffix("\\"))
+        assert not set(bare) & set(string.punctuation), (line, text)
+        assert not line.removesuffix("\\").endswith((" ", "\t"))  # no break of its own
+
+
+def _spaces(indent: re.Match[str]) -> str:
+    return indent.group().replace("\t", "    ")
+
+
+@pytest.mark.parametrize("text", hostile.payloads(60, 12))
+def test_escaped_markdown_reads_back_as_the_text(text: str) -> None:
+    # Decoding the references and the breaks gives the text back: its lines, each
+    # line's characters (indentation as no-break spaces), blank lines between paragraphs.
+    decoded = html.unescape(escape_markdown(text).replace("\\\n", "\n").replace("\n\n", "\n"))
+    lines = [line for line in visible_controls(text).split("\n") if line.strip(" \t")]
+    expected = [re.sub(r"^[ \t]+", _spaces, line) for line in lines]
+    assert decoded.replace("\xa0", " ").split("\n") == (expected or [""])
+
+
+def test_escaping_is_the_same_for_one_line() -> None:
+    assert escape_markdown_inline("a\r\n<b>`c`\rd") == "a &#60;b&#62;&#96;c&#96; d"
 
 
 # -- rewriting cells into top-level awaits ------------------------------------------

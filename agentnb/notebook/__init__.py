@@ -16,13 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from ._display import NotebookSink, RunView, notebook_sink, show, start_in_cell
-from ._transcript import Transcript, escape_html_in_markdown
+from ._markdown import escape_markdown
+from ._transcript import Transcript
 
 __all__ = [
     "NotebookSink",
     "RunView",
     "Transcript",
-    "escape_html_in_markdown",
+    "escape_markdown",
     "load_ipython_extension",
     "notebook_sink",
     "show",

@@ -2,134 +2,39 @@
 
 Pure functions of the events, so a notebook executed headless and one run in
 JupyterLab leave the same outputs. Nothing that varies between runs (times, ids)
-goes in. Agent text is Markdown and stays Markdown, but raw HTML in it is
-neutralised (``<script>`` shows as text): outside code, ``<`` and ``&`` are
-written as entities.
+goes in. Every string an agent produced (its text, tool names, arguments and
+results, error messages, run names) is shown as text and never becomes markup:
+see ``_markdown`` for how the Markdown form is escaped, and why totally.
 """
 
 from __future__ import annotations
 
-import re
-
 from .._events import Cancelled, Done, Error, Event, TextChunk, ToolCall, ToolResult
-from .._format import brief, call_line, result_line
+from .._format import LINE_END, brief, call_line, result_line, visible_controls
+from ._markdown import escape_markdown, escape_markdown_inline
 
-__all__ = ["Transcript", "escape_html_in_markdown"]
+__all__ = ["Transcript"]
 
-_FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
-_LIST_ITEM = re.compile(r"^\s{0,3}([-*+]|\d{1,9}[.)])(\s|$)")
 _LIMIT = 160  # characters of a tool's arguments or result in the transcript
+# MathJax typesets $...$ and \(...\) it finds in the rendered page, escaped or not;
+# it leaves alone what is inside an element of this class.
+_OPEN, _CLOSE = '<div class="mathjax_ignore">\n\n', "\n\n</div>"
 
 
-def _escape(text: str) -> str:
-    # `<` starts every HTML tag; `&` is escaped so the agent's own "&lt;" shows as typed.
-    # `>` stays: it is harmless alone, and it makes Markdown block quotes.
-    return text.replace("&", "&amp;").replace("<", "&lt;")
+def _one_line(text: str) -> str:
+    return visible_controls(LINE_END.sub(" ", text))
 
 
-def _escape_inline(line: str) -> str:
-    """Escape HTML in one line of Markdown, leaving code spans as they are."""
-    out: list[str] = []
-    i = 0
-    while i < len(line):
-        tick = line.find("`", i)
-        if tick < 0:
-            out.append(_escape(line[i:]))
-            break
-        out.append(_escape(line[i:tick]))
-        run = len(line[tick:]) - len(line[tick:].lstrip("`"))
-        closing = line.find("`" * run, tick + run)
-        while closing >= 0 and line[closing + run : closing + run + 1] == "`":
-            closing = line.find("`" * run, closing + run + 1)
-        if closing < 0:  # no matching run: the backticks are literal text
-            out.append(line[tick : tick + run])
-            i = tick + run
-            continue
-        out.append(line[tick : closing + run])
-        i = closing + run
-    return "".join(out)
-
-
-def escape_html_in_markdown(markdown: str) -> str:
-    """Make *markdown* safe to render: no raw HTML outside code spans and code blocks.
-
-    Fenced blocks and code spans are left as they are. So is an indented code
-    block, when that is certain: it follows a blank line (or more code) and does
-    not sit under a list, where indentation may just continue a list item. In
-    doubt a line is escaped like text: safe, and at worst shows ``&lt;``.
-    """
-    lines = markdown.split("\n")
-    fenced = _fenced(lines)
-    state = "blank"  # what the previous line was: blank | text | list | code
-    for n, line in enumerate(lines):
-        if fenced[n]:
-            state = "blank"
-        elif not line.strip():
-            state = state if state in ("list", "code") else "blank"
-        elif line.startswith(("    ", "\t")) and state in ("blank", "code"):
-            state = "code"  # an indented code block: Markdown shows it as typed
-        else:
-            lines[n] = _escape_inline(line)
-            in_list = _LIST_ITEM.match(line) or (state == "list" and line[:1].isspace())
-            state = "list" if in_list else "text"
-    return "\n".join(lines)
-
-
-def _fenced(lines: list[str]) -> list[bool]:
-    """For each line: whether it belongs to a fenced code block (fences included)."""
-    mask: list[bool] = []
-    fence: str | None = None
-    for line in lines:
-        match = _FENCE.match(line)
-        if fence is None:
-            if match:
-                fence = match.group(2)
-            mask.append(fence is not None)
-            continue
-        mask.append(True)
-        if (
-            match is not None
-            and match.group(2)[0] == fence[0]
-            and len(match.group(2)) >= len(fence)
-            and not line[match.end() :].strip()
-        ):
-            fence = None
-    return mask
-
-
-def keep_line_breaks(markdown: str) -> str:
-    """End each line that another line follows with a Markdown hard break (two spaces).
-
-    Agents write poems and lists of lines with single line breaks; Markdown
-    would run them into one paragraph (the live view keeps them). Code blocks
-    are left as they are.
-    """
-    lines = markdown.split("\n")
-    fenced = _fenced(lines)
-    for n in range(len(lines) - 1):
-        line = lines[n]
-        if fenced[n] or not line.strip() or not lines[n + 1].strip():
-            continue
-        if not line.endswith(("  ", "\\")):
-            lines[n] = line + "  "
-    return "\n".join(lines)
-
-
-def _code_span(text: str) -> str:
-    """*text* as one Markdown code span, whatever backticks it holds."""
-    text = text.replace("\n", " ")
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    ticks = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
+def _code(text: str) -> str:
+    return f"<code>{escape_markdown_inline(text)}</code>"
 
 
 class Transcript:
     """Accumulates a run's events into its final Markdown and plain-text forms.
 
-    Text of the run itself flows as Markdown; a child run's text is set apart as
-    a quote labelled with its name; tool calls and results become one-line code
-    spans; an error shows its type and message (the live view and the cell's
+    Text of the run itself flows as paragraphs; a child run's text is set apart
+    as a quote labelled with its name; tool calls and results become one-line
+    code; an error shows its type and message (the live view and the cell's
     own error output have the traceback, whose file paths differ between
     machines); a cancelled run says so. Status and custom events are live-only.
     """
@@ -176,52 +81,65 @@ class Transcript:
     def plain(self) -> str:
         """Everything a reader should see, as plain text.
 
-        The run's own text is kept byte for byte: with only text, this is
-        exactly what the agent emitted. Other items are lines of their own.
+        The run's own text is kept as emitted, except that its line endings are
+        LF and other control characters show as their pictures (a plain-text
+        renderer would act on ESC and CR). Other items are lines of their own.
         """
         out = _Joiner()
         for kind, path, parts in self._blocks:
             child = path != self._root
-            label = f"[{self._label(path)}] " if child else ""
+            label = f"[{_one_line(self._label(path))}] " if child else ""
             if kind == "text":
-                body = "".join(parts)
+                body = visible_controls("".join(parts))
                 if child:
                     out.line(f"{label}{body.rstrip(chr(10))}")
                 else:
                     out.text(body)
             elif kind == "tool":
-                out.line(f"{label}{parts[0]}")
+                out.line(f"{label}{_one_line(parts[0])}")
             elif kind == "result":
-                out.line(f"result: {parts[0]}")
+                out.line(f"result: {_one_line(parts[0])}")
             elif kind == "error":
-                out.line(f"{label}{parts[0]}: {parts[1]}")
+                out.line(f"{label}{_one_line(parts[0])}: {_one_line(parts[1])}")
             else:
-                out.line(f"{label}cancelled" + (f": {parts[0]}" if parts[0] else ""))
+                reason = f": {_one_line(parts[0])}" if parts[0] else ""
+                out.line(f"{label}cancelled{reason}")
         return out.value()
 
     def markdown(self) -> str:
-        """Everything a reader should see, as safe Markdown (agent text otherwise as is)."""
+        """Everything a reader should see, as Markdown that holds no markup of the agent's.
+
+        Agent text keeps its line breaks but is not read as Markdown: ``**bold**``
+        and ``<b>`` show as typed. The markup here (quotes, ``<code>``, ``<strong>``)
+        is the transcript's own.
+        """
         out = _Joiner(blank=True)
         for kind, path, parts in self._blocks:
             child = path != self._root
+            label = escape_markdown_inline(self._label(path))
             if kind == "text":
-                body = keep_line_breaks(escape_html_in_markdown("".join(parts)))
+                body = escape_markdown("".join(parts))
+                if not body:
+                    continue
                 if child:
-                    quoted = "\n".join("> " + line for line in body.rstrip("\n").split("\n"))
-                    out.line(f"> **{_escape(self._label(path))}:**\n{quoted}")
+                    quoted = "\n".join(f"> {line}" if line else ">" for line in body.split("\n"))
+                    out.line(f"> <strong>{label}:</strong>\\\n{quoted}")
                 else:
-                    out.text(body)
+                    out.line(body)
             elif kind == "tool":
-                where = f"{_escape(self._label(path))} " if child else ""
-                out.line(f"{where}{_code_span(parts[0])}")
+                out.line(f"{label} {_code(parts[0])}" if child else _code(parts[0]))
             elif kind == "result":
-                out.line(f"result: {_code_span(parts[0])}")
+                out.line(f"result: {_code(parts[0])}")
             elif kind == "error":
-                where = f"{_escape(self._label(path))}: " if child else ""
-                out.line(f"{where}**{_escape(parts[0])}**: {_code_span(parts[1])}")
+                where = f"{label}: " if child else ""
+                out.line(
+                    f"{where}<strong>{escape_markdown_inline(parts[0])}</strong>: {_code(parts[1])}"
+                )
             else:
-                out.line("*cancelled" + (f": {_escape(parts[0])}*" if parts[0] else "*"))
-        return out.value()
+                reason = f": {escape_markdown_inline(parts[0])}" if parts[0] else ""
+                out.line(f"<em>cancelled{reason}</em>")
+        body = out.value()
+        return f"{_OPEN}{body}{_CLOSE}" if body else ""
 
 
 class _Joiner:

@@ -5,72 +5,11 @@
 // that starts past its end means something was missed, so it asks for the rest
 // with {t: "sync", have}; a batch that overlaps is trimmed. A view created late
 // (a page reload, a second view) asks for everything it lacks the same way.
-// Agent text is Markdown rendered by an escape-first renderer: HTML in it is
-// always shown as text, never interpreted.
+// Everything the kernel sends is agent data and only ever reaches the page as
+// text (textContent), never as HTML: Markdown and markup in it show as typed.
 
-function esc(s) {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-}
-
-function inline(s) {
-  // s is already escaped. Code spans first, so nothing inside them is touched.
-  const parts = s.split(/(`+[^`]*?`+)/g);
-  return parts
-    .map((p, i) => {
-      if (i % 2 === 1) return "<code>" + p.replace(/^`+|`+$/g, "") + "</code>";
-      return p
-        .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
-        .replace(/(^|[^*])\*([^*\s][^*]*)\*/g, "$1<em>$2</em>")
-        .replace(/\[([^\]]+)\]\((https?:\/\/[^\s)]+)\)/g, '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>');
-    })
-    .join("");
-}
-
-export function renderMarkdown(text) {
-  const out = [];
-  let para = [];
-  let list = null;
-  let fence = null;
-  let code = [];
-  const flushPara = () => {
-    if (para.length) out.push("<p>" + para.map(inline).join("<br>") + "</p>");
-    para = [];
-  };
-  const flushList = () => {
-    if (list) out.push("<" + list.tag + ">" + list.items.map((i) => "<li>" + inline(i) + "</li>").join("") + "</" + list.tag + ">");
-    list = null;
-  };
-  for (const raw of text.split("\n")) {
-    const line = esc(raw);
-    if (fence !== null) {
-      if (raw.trim().startsWith(fence)) {
-        out.push("<pre><code>" + code.join("\n") + "</code></pre>");
-        fence = null;
-        code = [];
-      } else code.push(line);
-      continue;
-    }
-    const f = raw.match(/^\s{0,3}(`{3,}|~{3,})/);
-    if (f) { flushPara(); flushList(); fence = f[1]; continue; }
-    const h = line.match(/^(#{1,6})\s+(.*)$/);
-    if (h) { flushPara(); flushList(); out.push("<h" + h[1].length + ">" + inline(h[2]) + "</h" + h[1].length + ">"); continue; }
-    const li = line.match(/^\s*([-*+]|\d+[.)])\s+(.*)$/);
-    if (li) {
-      flushPara();
-      const tag = /\d/.test(li[1]) ? "ol" : "ul";
-      if (!list || list.tag !== tag) { flushList(); list = { tag, items: [] }; }
-      list.items.push(li[2]);
-      continue;
-    }
-    if (!raw.trim()) { flushPara(); flushList(); continue; }
-    flushList();
-    para.push(line);
-  }
-  if (fence !== null) out.push("<pre><code>" + code.join("\n") + "</code></pre>");
-  flushPara();
-  flushList();
-  return out.join("");
-}
+// Line endings as the transcript reads them: CRLF and a lone CR are line breaks.
+const lines = (s) => s.replace(/\r\n?/g, "\n");
 
 // anywidget hands initialize() and render() different wrapper objects for one
 // model, so per-model state lives in a page-wide map under the model's "key".
@@ -81,6 +20,10 @@ function store(model) {
   let s = STORES.get(key);
   if (!s) STORES.set(key, (s = { items: [], views: new Set() }));
   return s;
+}
+
+function forget(model) {
+  STORES.delete(model.get("key"));
 }
 
 function receive(model, msg) {
@@ -162,7 +105,7 @@ class View {
       label.textContent = path;
       node.append(label);
     }
-    const content = document.createElement(kind === "text" ? "div" : "div");
+    const content = document.createElement("div");
     node.append(content);
     this.body.append(node);
     const b = { kind, path, node, content, text: "" };
@@ -213,7 +156,7 @@ class View {
         blk.content.textContent = "cancelled" + (a ? ": " + a : "");
       }
     }
-    for (const blk of touched) blk.content.innerHTML = renderMarkdown(blk.text);
+    for (const blk of touched) blk.content.textContent = lines(blk.text);
   }
 
   dispose() {
@@ -227,7 +170,11 @@ export default {
   initialize({ model }) {
     const handler = (msg) => receive(model, msg);
     model.on("msg:custom", handler);
-    return () => model.off("msg:custom", handler);
+    return () => {
+      // The model is gone (its cell cleared, the kernel restarted): free its items.
+      model.off("msg:custom", handler);
+      forget(model);
+    };
   },
   render({ model, el }) {
     const s = store(model);
