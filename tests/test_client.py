@@ -379,3 +379,53 @@ async def test_a_remote_run_cancelled_on_the_server_ends_the_local_run_cancelled
         await run.wait()
     assert recorder.kinds() == ["text", "cancelled"]
     assert "the remote run was cancelled" in recorder.events[-1].reason  # type: ignore[attr-defined]
+
+
+async def test_a_run_quiet_for_longer_than_the_keep_alive_ping_streams_on(base: str) -> None:
+    # httpx-sse yields an empty "event" (the last id, no data) after each ": ping"
+    # comment; the SSE standard dispatches none, and the client must not see one.
+    async def quiet() -> str:
+        agentnb.emit("before")
+        await asyncio.sleep(1.0)  # five pings
+        agentnb.emit("after")
+        return "done"
+
+    with serving(create_app(agents=[quiet], ping=0.2)) as url:
+        async with stream(url, "quiet") as events:
+            got = [event async for event in events]
+    assert [e.kind for e in got] == ["text", "text", "done"]
+    assert texts(got) == ["before", "after"]
+
+
+def _requiring(token: str, app: Any) -> Any:
+    """ASGI: answer 401 to a request without ``Authorization: Bearer <token>``."""
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            if headers.get(b"authorization") != f"Bearer {token}".encode():
+                await send({"type": "http.response.start", "status": 401, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+async def test_leaving_early_cancels_with_the_callers_headers() -> None:
+    app = create_app(agents=AGENTS)
+    with serving(_requiring("s3cret", app)) as url:
+        auth = {"Authorization": "Bearer s3cret"}
+        async with stream(url, "paced", 500, headers=auth) as events:
+            async for _event in events:
+                break
+        run_id = events.run_id
+        assert run_id is not None
+
+        def status() -> str:
+            return app.state.hub.get(run_id).status  # type: ignore[no-any-return]
+
+        deadline = time.monotonic() + 2
+        while in_server_loop(url, status) != "cancelled":
+            assert time.monotonic() < deadline, "the cancel did not reach the server"
+            await asyncio.sleep(0.01)

@@ -170,6 +170,10 @@ class _Link:
             self.run_id = response.headers.get("x-agentnb-run-id") or self.run_id
             expected = _position(self.last_event_id) + 1
             async for sse in source.aiter_sse():
+                if not sse.data:
+                    # Not an event: the SSE standard dispatches nothing for an empty data
+                    # buffer, but httpx-sse yields one after each keep-alive comment.
+                    continue
                 if _position(sse.id) != expected or not sse.id.startswith(f"{self.run_id}:"):
                     raise ServerError(
                         502,
@@ -191,19 +195,20 @@ class _Link:
 
     async def _cancel_quietly(self) -> None:
         # The caller left early (or the stream was lost): the run should not go on
-        # detached. Shielded, in a client of its own, so that a cancellation still in
-        # force (anyio's cancel scopes re-deliver it) does not stop the request.
-        # Best effort: a server that cannot be reached cannot be told.
-        assert self.run_id is not None
-        request = asyncio.ensure_future(_cancel_within(self.base_url, self.run_id, 2.0))
+        # detached. Shielded, so that a cancellation still in force (anyio's cancel
+        # scopes re-deliver it) does not stop the request; sent like every other
+        # request of this stream (the caller's client, or one with its headers), so it
+        # passes the same authentication. Best effort: a server that cannot be reached
+        # cannot be told.
+        request = asyncio.ensure_future(self._cancel_within(2.0))
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(request)
 
-
-async def _cancel_within(base_url: str, run_id: str, seconds: float) -> None:
-    with contextlib.suppress(httpx.HTTPError, ServerError, TimeoutError):
-        async with asyncio.timeout(seconds):
-            await cancel(base_url, run_id)
+    async def _cancel_within(self, seconds: float) -> None:
+        assert self.run_id is not None
+        with contextlib.suppress(httpx.HTTPError, ServerError, TimeoutError):
+            async with asyncio.timeout(seconds), self.session() as client:
+                await cancel(self.base_url, self.run_id, client=client)
 
 
 def _position(event_id: str | None) -> int:
@@ -286,12 +291,19 @@ def resume(
 
 
 async def cancel(
-    base_url: str, run_id: str, *, client: httpx.AsyncClient | None = None
+    base_url: str,
+    run_id: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Cancel a run on the server; returns its state (``{"status": ...}``)."""
+    """Cancel a run on the server; returns its state (``{"status": ...}``).
+
+    Sent with *client* if given, else with a client of its own carrying *headers*.
+    """
     url = f"{base_url.rstrip('/')}/api/runs/{run_id}/cancel"
     if client is None:
-        async with httpx.AsyncClient() as own:
+        async with httpx.AsyncClient(headers=headers) as own:
             response = await own.post(url)
     else:
         response = await client.post(url)
