@@ -24,10 +24,12 @@ from ._events import (
 from ._exceptions import (
     AgentnbError,
     InvalidEvent,
+    InvalidSink,
     LoopAlreadyRunning,
     NoActiveRun,
     RunCancelled,
     RunClosed,
+    SinkStuck,
     UnknownAgent,
 )
 from ._record import JsonlRecorder, read_events, replay
@@ -49,6 +51,7 @@ __all__ = [
     "Error",
     "Event",
     "InvalidEvent",
+    "InvalidSink",
     "JsonlRecorder",
     "LoopAlreadyRunning",
     "NoActiveRun",
@@ -58,6 +61,7 @@ __all__ = [
     "RunStream",
     "Sink",
     "SinkLike",
+    "SinkStuck",
     "Stamps",
     "Status",
     "TextChunk",

@@ -6,7 +6,12 @@
     ├── InvalidEvent (TypeError)         not an event, or a payload with no JSON form
     ├── UnknownAgent (LookupError)       an agent name that is not registered
     ├── RunCancelled                     run() of a run that was stopped (run.cancel())
-    └── LoopAlreadyRunning (RuntimeError) run_sync() where an event loop is running
+    ├── LoopAlreadyRunning (RuntimeError) run_sync() where an event loop is running
+    ├── InvalidSink (TypeError)          sink= is not a sink, or an inline sink misbehaves
+    └── SinkStuck (TimeoutError)         a sink did not take its events in time (in sink_errors)
+
+The fronts add their own: agentnb.client's ServerError, ConnectionLost and
+RemoteAgentError, agentnb.server's ApiError.
 
 Each also inherits the built-in that matches it, so ``except LookupError`` keeps
 working, and each message says what to do instead.
@@ -17,10 +22,12 @@ from __future__ import annotations
 __all__ = [
     "AgentnbError",
     "InvalidEvent",
+    "InvalidSink",
     "LoopAlreadyRunning",
     "NoActiveRun",
     "RunCancelled",
     "RunClosed",
+    "SinkStuck",
     "UnknownAgent",
 ]
 
@@ -97,6 +104,24 @@ class LoopAlreadyRunning(AgentnbError, RuntimeError):
         )
 
 
+class InvalidSink(AgentnbError, TypeError):
+    """``sink=`` got something that is not a sink, or an inline sink broke its contract."""
+
+
+class SinkStuck(AgentnbError, TimeoutError):
+    """A sink was still busy when its run's caller stopped waiting; it was abandoned.
+
+    Kept in ``Run.sink_errors`` (and logged), never raised to the caller.
+    """
+
+    def __init__(self, sink: str, seconds: float) -> None:
+        super().__init__(
+            f"sink {sink} had not taken its events {seconds:g} s after the run's caller "
+            "stopped waiting (a timeout or a cancel), so it was abandoned; a sink's send() "
+            "must not block or wait for long"
+        )
+
+
 for _cls in (
     AgentnbError,
     NoActiveRun,
@@ -105,5 +130,7 @@ for _cls in (
     UnknownAgent,
     RunCancelled,
     LoopAlreadyRunning,
+    InvalidSink,
+    SinkStuck,
 ):
     _cls.__module__ = "agentnb"  # tracebacks and Error.type name the public module

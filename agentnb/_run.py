@@ -1,20 +1,16 @@
-"""Runs: the context variable that scopes ``emit``, and the machinery behind it.
+"""Runs: the context variable that scopes ``emit``, and a run's life from start to end.
 
-Design, in short:
-
-* A ``Run`` owns a sequence counter and a tuple of *outlets*: one FIFO per
-  consumer (a sink's feeder task, or a ``stream()`` iterator). A child run's
-  outlets are its own plus its parent's, so its events also reach the parent's
-  sinks.
-* ``emit`` stamps the event and appends it to every outlet under one lock per
-  run tree, so every consumer sees the same order and ``seq`` has no gaps, even
-  with worker threads emitting. It wakes a consumer only when one is waiting;
-  a thread that is not the run's loop thread wakes it with
-  ``call_soon_threadsafe``. It never awaits and never blocks on a sink.
-* The agent runs in its own task (a copy of the caller's context) which sets
-  the run context variable and resets it in ``finally``. When the agent ends the
-  task emits exactly one terminal event (Done, Error or Cancelled) and closes
-  the run: later emits raise ``RunClosed`` instead of vanishing.
+* ``start`` makes a :class:`Run`: it opens its sinks, gives each an outlet (a
+  feeder task delivers it; an inline sink is called by emit itself), and starts
+  the agent in a task of its own (a copy of the caller's context) that sets the
+  run context variable and resets it in ``finally``.
+* While it runs, ``emit`` goes through the run's fan-out (``_fanout``): stamped
+  under the run tree's lock and appended to every outlet, this run's and its
+  parents'. A run started inside another is its child.
+* When the agent ends, the task ends the run's children first, then emits
+  exactly one terminal event (Done, Error or Cancelled) and closes the run:
+  later emits raise ``RunClosed`` instead of vanishing.
+* ``wait`` waits for that, and for the sinks to have taken every event.
 """
 
 from __future__ import annotations
@@ -22,34 +18,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import inspect
-import logging
 import os
 import threading
-import time
 import traceback
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from ._events import (
-    JSON,
-    Cancelled,
-    Custom,
-    Done,
-    Error,
-    Event,
-    TextChunk,
-    make_text_chunk,
-    to_json_value,
-)
-from ._exceptions import InvalidEvent, NoActiveRun, RunCancelled, RunClosed
+from . import _invoke as _invoke_module
+from ._events import JSON, Cancelled, Custom, Done, Error, Event, to_json_value
+from ._exceptions import InvalidEvent, NoActiveRun, RunCancelled, RunClosed, SinkStuck
+from ._fanout import Fanout, InlineSink, Tree
+from ._feed import feed, report_sink_error
+from ._invoke import invoke
+from ._outlet import Outlet
 from ._registry import agent_name, resolve_agent
-from ._sinks import Delivery, SinkLike, call_maybe_async, deliveries
+from ._sinks import Delivery, SinkLike, deliveries
 
-__all__ = ["Run", "aemit", "current_run", "emit", "start"]
-
-logger = logging.getLogger("agentnb")
+__all__ = ["Run", "aemit", "current_run", "emit", "run", "start"]
 
 _current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "agentnb.current_run", default=None
@@ -61,133 +46,10 @@ _ambient_sinks: contextvars.ContextVar[tuple[SinkLike, ...]] = contextvars.Conte
 )
 
 RunStatus = Literal["pending", "running", "done", "error", "cancelled"]
-_now = time.time
+SINK_GRACE = 1.0
+"""Seconds the sinks get to take a run's last events once its caller stopped waiting."""
 _get_ident = threading.get_ident
-
-
-class Outlet:
-    """One consumer's FIFO of a run's events, with a wake-up for when it is empty.
-
-    ``push`` runs under the run tree's lock, from any thread; everything else
-    runs on the loop the outlet was made on.
-    """
-
-    __slots__ = (
-        "buffer",
-        "closed",
-        "lock",
-        "loop",
-        "loop_thread",
-        "maxsize",
-        "owner_id",
-        "space",
-        "waiter",
-    )
-
-    def __init__(self, owner_id: str, lock: threading.Lock, maxsize: int = 0) -> None:
-        self.owner_id = owner_id
-        self.lock = lock
-        self.buffer: deque[Event] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-        self.space: asyncio.Future[None] | None = None
-        self.maxsize = maxsize
-        self.closed = False
-        self.loop = asyncio.get_running_loop()
-        self.loop_thread = _get_ident()
-
-    def wake(self) -> None:
-        """Wake the consumer (caller holds the lock and saw ``waiter`` set)."""
-        waiter = self.waiter
-        self.waiter = None
-        if waiter is None:
-            return
-        if _get_ident() == self.loop_thread:
-            if not waiter.done():
-                waiter.set_result(None)
-        else:
-            # RuntimeError: the loop is closed, nobody is left to wake.
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(_resolve, waiter)
-
-    async def wait(self) -> None:
-        """Return once the buffer is non-empty."""
-        with self.lock:
-            if self.buffer:
-                return
-            waiter = self.waiter = self.loop.create_future()
-        try:
-            await waiter
-        finally:
-            self.waiter = None
-
-    def took(self) -> None:
-        """The consumer removed events: release ``aemit`` callers waiting for room."""
-        space = self.space
-        if space is not None and len(self.buffer) <= self.maxsize:
-            self.space = None
-            if not space.done():
-                space.set_result(None)
-
-    async def wait_for_room(self) -> None:
-        while len(self.buffer) > self.maxsize and not self.closed:
-            if self.space is None or self.space.done():
-                self.space = self.loop.create_future()
-            await self.space
-
-
-class _Deliver:
-    """The buffer of an inline sink's outlet: appending an event hands it to the sink.
-
-    ``emit`` appends to every outlet's buffer under the run tree's lock, so an
-    inline sink is called right there, with nothing queued and no task to wake
-    (its outlet never has a waiter). Its ``flush()``, if it has one, is called
-    once the lock is released. A sink that raises is reported and closed.
-    """
-
-    __slots__ = ("delivery", "failed", "outlet", "run")
-
-    def __init__(self, run: Run, outlet: Outlet, delivery: Delivery) -> None:
-        self.run = run
-        self.outlet = outlet
-        self.delivery = delivery
-        self.failed = False
-
-    def append(self, event: Event) -> None:
-        try:
-            result = self.delivery.send(event)
-            if result is not None and inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()  # never awaited: close it so Python does not warn as well
-                raise TypeError("an inline sink's send() returned an awaitable; it must not")
-        except Exception as exc:  # reported; the other sinks go on
-            self.failed = self.outlet.closed = True
-            _report_sink_error(self.run, self.delivery, exc, event)
-
-    def __len__(self) -> int:
-        return 0
-
-    def flush(self) -> None:
-        """The sink's ``flush()``: emit calls it after releasing the run's lock."""
-        assert self.delivery.flush is not None
-        if self.failed:
-            return
-        try:
-            self.delivery.flush()
-        except Exception as exc:  # reported; the other sinks go on
-            self.failed = self.outlet.closed = True
-            _report_sink_error(self.run, self.delivery, exc, None)
-
-    def close(self) -> None:
-        if self.delivery.close is not None:
-            try:
-                self.delivery.close()
-            except Exception as exc:
-                _report_sink_error(self.run, self.delivery, exc, None)
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+_RUNNER_FILES = frozenset({__file__, _invoke_module.__file__})  # frames a traceback skips
 
 
 class Run:
@@ -196,27 +58,21 @@ class Run:
     Attributes: ``id`` (hex string), ``name`` (the agent's), ``path`` (names from
     the outermost run to this one), ``parent`` (the enclosing run or None),
     ``status`` (pending, running, done, error, cancelled), ``result`` and
-    ``exception`` once ended, ``sink_errors`` (sinks that raised).
+    ``exception`` once ended, ``sink_errors`` (sinks that raised or got stuck).
     """
 
     __slots__ = (
         "__weakref__",
         "_agent",
-        "_args",
         "_children",
-        "_closed",
         "_feeders",
-        "_flushes",
-        "_inline",
-        "_kwargs",
-        "_lock",
+        "_inline_closes",
         "_loop",
         "_loop_thread",
-        "_outlets",
-        "_own_outlets",
-        "_seq",
+        "_out",
         "_status",
         "_stop_reason",
+        "_stream",
         "_task",
         "exception",
         "id",
@@ -228,13 +84,7 @@ class Run:
     )
 
     def __init__(
-        self,
-        agent: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        name: str | None = None,
-        parent: Run | None = None,
+        self, agent: Callable[..., Any], *, name: str | None = None, parent: Run | None = None
     ) -> None:
         self.id = os.urandom(8).hex()
         self.name = name or agent_name(agent)
@@ -244,17 +94,12 @@ class Run:
         self.result: Any = None
         self.exception: BaseException | None = None
         self.sink_errors: list[tuple[object, Exception]] = []
-        self._agent = agent
-        self._args = args
-        self._kwargs = kwargs
-        self._lock: threading.Lock = parent._lock if parent else threading.Lock()
-        self._seq = 0
-        self._closed = False
-        self._outlets: tuple[Outlet, ...] = ()
-        self._own_outlets: list[Outlet] = []
-        self._inline: list[_Deliver] = []  # the buffers of this run's inline sinks' outlets
-        self._flushes: tuple[_Deliver, ...] = ()  # those with flush(), this run's and its parents'
-        self._feeders: list[asyncio.Task[None]] = []
+        self._agent: Callable[..., Any] | None = agent
+        tree = parent._out.tree if parent is not None else Tree()
+        self._out: Fanout = Fanout(self.id, self.path, tree)
+        self._stream: Outlet | None = None  # the outlet stream() reads, if any
+        self._feeders: dict[asyncio.Task[None], Delivery] = {}  # each sink's feeder task
+        self._inline_closes: list[Delivery] = []
         self._children: set[Run] = set()
         self._task: asyncio.Task[None] | None = None
         self._stop_reason = ""
@@ -274,59 +119,16 @@ class Run:
         has ended.
         """
         if type(event) is str:
-            lock = self._lock
-            lock.acquire()  # not `with`: this is the hottest path, and acquire() is faster
-            try:
-                if self._closed:
-                    raise RunClosed(self.id, self.path, self.status)
-                seq = self._seq
-                self._seq = seq + 1
-                stamped = make_text_chunk(event, self.id, seq, self.path, _now())
-                for outlet in self._outlets:
-                    if not outlet.closed:
-                        outlet.buffer.append(stamped)
-                        if outlet.waiter is not None:
-                            outlet.wake()
-            finally:
-                lock.release()
-            if self._flushes:
-                self._flush()
-            return
-        if isinstance(event, str):  # a str subclass, e.g. a StrEnum member
-            self.emit(str.__str__(event))
-            return
-        self._emit_event(_checked(event))
-
-    def _emit_event(self, event: Event, *, final: bool = False) -> None:
-        with self._lock:
-            if self._closed:
-                raise RunClosed(self.id, self.path, self.status)
-            seq = self._seq
-            self._seq = seq + 1
-            stamped = event._stamped(self.id, seq, self.path, _now())
-            if final:
-                self._closed = True
-            for outlet in self._outlets:
-                if not outlet.closed:
-                    outlet.buffer.append(stamped)
-                    if outlet.waiter is not None:
-                        outlet.wake()
-            if final:
-                for outlet in self._own_outlets:
-                    outlet.closed = True
-        if self._flushes:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Inline sinks' after-emit work: outside the lock, so it may call out (a socket write)."""
-        for inline in self._flushes:
-            inline.flush()
+            self._out.put(event)
+        else:
+            self._out.put(_checked(event))
 
     async def aemit(self, event: Event | str) -> None:
         """``emit``, then wait while any bounded sink has ``maxsize`` events waiting."""
         self.emit(event)
-        bounded = [o for o in self._outlets if o.maxsize and len(o.buffer) > o.maxsize]
-        for outlet in bounded:
+        for outlet in self._out.bounded:
+            if len(outlet.buffer) <= outlet.maxsize:
+                continue
             if _get_ident() == outlet.loop_thread:
                 await outlet.wait_for_room()
             else:
@@ -339,7 +141,7 @@ class Run:
     def cancel(self, reason: str = "") -> bool:
         """Ask the run to stop; thread-safe. False if it had already ended."""
         task = self._task
-        if task is None or task.done() or self._closed:
+        if task is None or task.done() or self._out.closed:
             return False
         self._stop_reason = self._stop_reason or reason
         loop = self._loop
@@ -364,71 +166,85 @@ class Run:
     @property
     def done(self) -> bool:
         """True once the terminal event has been emitted."""
-        return self._closed
+        return self._out.closed
 
-    def _begin(self, sinks: list[Delivery], stream_maxsize: int | None = None) -> None:
+    def _begin(
+        self,
+        sinks: list[Delivery],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        stream_maxsize: int | None = None,
+    ) -> None:
         """Wire up outlets and feeders and start the agent's task (on the running loop).
 
-        With *stream_maxsize*, the first outlet has no feeder: ``stream()`` reads it.
+        With *stream_maxsize*, an outlet with no feeder is made first: ``stream()`` reads it.
         """
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._loop_thread = _get_ident()
         for delivery in sinks:  # first: a sink that fails to open starts nothing
             if delivery.open is not None:
                 delivery.open(self)
-        own = [] if stream_maxsize is None else [Outlet(self.id, self._lock, stream_maxsize)]
+        own: list[Outlet] = []
+        inline: list[InlineSink] = []
+        if stream_maxsize is not None:
+            self._stream = Outlet(self.id, stream_maxsize)
+            own.append(self._stream)
         for delivery in sinks:
-            outlet = Outlet(self.id, self._lock, delivery.maxsize)
-            own.append(outlet)
             if delivery.inline:
-                outlet.buffer = _Deliver(self, outlet, delivery)  # type: ignore[assignment]
-                self._inline.append(outlet.buffer)  # type: ignore[arg-type]
+                inline.append(InlineSink(delivery.send, self._reporter(delivery)))
                 continue
-            self._feeders.append(
-                self._loop.create_task(
-                    _feed(self, outlet, delivery), name=f"agentnb feed {delivery.label}"
-                )
+            outlet = Outlet(self.id, delivery.maxsize)
+            own.append(outlet)
+            feeder = loop.create_task(
+                feed(self, outlet, delivery), name=f"agentnb feed {delivery.label}"
             )
-        self._own_outlets = own
+            self._feeders[feeder] = delivery
+        self._inline_closes = [d for d in sinks if d.inline and d.close is not None]
         parent = self.parent
-        inherited = parent._outlets if parent is not None else ()
-        self._outlets = (*own, *inherited)
-        flushes = tuple(inline for inline in self._inline if inline.delivery.flush is not None)
-        self._flushes = (*flushes, *(parent._flushes if parent is not None else ()))
+        self._out.connect(own, inline, parent._out if parent else None)
         if parent is not None:
             parent._children.add(self)
         self._status = "running"
-        self._task = self._loop.create_task(
-            self._drive(), name=f"agentnb run {'/'.join(self.path)}"
+        self._task = loop.create_task(
+            self._drive(args, kwargs), name=f"agentnb run {'/'.join(self.path)}"
         )
         self._task.add_done_callback(self._task_done)
 
+    def _reporter(self, delivery: Delivery) -> Callable[[Exception, Event], None]:
+        def report(exc: Exception, event: Event) -> None:
+            report_sink_error(self, delivery.sink, delivery.label, exc, event)
+
+        return report
+
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """Backstop: a task cancelled before its first step never ran ``_drive``."""
-        if self._closed:
+        if self._out.closed:
             return
         self._finish("cancelled", Cancelled(self._stop_reason or "cancelled before it started"))
-        self._agent = self._args = self._kwargs = None  # type: ignore[assignment]
+        self._agent = None
         if self.parent is not None:
             self.parent._children.discard(self)
 
-    async def _drive(self) -> None:
+    async def _drive(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         __tracebackhide__ = True  # IPython: show the agent's frames, not the runner's
         token = _current_run.set(self)
         try:
             status: RunStatus
             event: Event
+            agent, self._agent = self._agent, None
+            assert agent is not None
             try:
-                value = await _invoke(self._agent, self._args, self._kwargs)
+                value = await invoke(self, agent, args, kwargs)
             except asyncio.CancelledError as exc:
-                reason = self._stop_reason or (str(exc.args[0]) if exc.args else "")
+                reason = self._stop_reason or (_safe_str(exc.args[0]) if exc.args else "")
                 status, event = "cancelled", Cancelled(reason)
             except BaseException as exc:  # reported as the Error event, re-raised by wait()
                 self.exception = exc
-                status, event = "error", _error_event(exc)
+                status, event = "error", error_event(exc)
             else:
                 self.result = value
-                status, event = "done", Done(_result_json(value))
+                status, event = "done", Done(result_json(value))
+            del args, kwargs, agent
             if await self._end_children() and status == "done":
                 # cancel() said yes while the children were ending: honour it.
                 status, event = "cancelled", Cancelled(self._stop_reason)
@@ -437,7 +253,6 @@ class Run:
                 raise asyncio.CancelledError(self._stop_reason)
         finally:
             _current_run.reset(token)
-            self._agent = self._args = self._kwargs = None  # type: ignore[assignment]
             if self.parent is not None:
                 self.parent._children.discard(self)
 
@@ -482,16 +297,23 @@ class Run:
 
     def _finish(self, status: RunStatus, event: Event) -> None:
         self._status = status
-        self._emit_event(event, final=True)
-        for inline in self._inline:
-            inline.close()
+        self._out.ending = status
+        self._out.put(event, final=True)
+        for delivery in self._inline_closes:
+            try:
+                assert delivery.close is not None
+                delivery.close()
+            except Exception as exc:
+                report_sink_error(self, delivery.sink, delivery.label, exc, None)
 
     async def wait(self) -> Any:
         """Wait for the run and its sinks to finish; return the agent's value.
 
         Re-raises the agent's exception; raises ``RunCancelled`` if the run was
-        stopped with ``cancel()``. Cancelling the waiting task cancels the run
-        (and raises ``CancelledError`` once the sinks have its Cancelled event).
+        stopped with ``cancel()``. Cancelling the waiting task (a timeout, say)
+        cancels the run and raises ``CancelledError`` once the sinks have its
+        Cancelled event, or ``SINK_GRACE`` seconds later at most: a sink still busy
+        then is abandoned (see ``SinkStuck``).
         """
         __tracebackhide__ = True
         task = self._task
@@ -499,12 +321,16 @@ class Run:
             raise RuntimeError("this run has not been started")
         me = asyncio.current_task()
         cancels_before = me.cancelling() if me is not None else 0
-        with contextlib.suppress(asyncio.CancelledError):  # ours or the run's: see below
+
+        def cancelled() -> bool:
+            return me is not None and me.cancelling() > cancels_before
+
+        with contextlib.suppress(asyncio.CancelledError):  # ours or the run's: see cancelled()
             await task
-        if not self._closed:  # the task ended before its done-callback ran
+        if not self._out.closed:  # the task ended before its done-callback ran
             self._task_done(task)
-        await self._drain()
-        if me is not None and me.cancelling() > cancels_before:
+        await self._drain(leaving=cancelled())
+        if cancelled():
             raise asyncio.CancelledError
         return self.outcome()
 
@@ -520,37 +346,75 @@ class Run:
             raise RunCancelled(self.id, self._stop_reason)
         raise RuntimeError(f"{self!r} has not ended yet")
 
-    async def _drain(self) -> None:
+    async def _drain(self, *, leaving: bool = False) -> None:
         """Wait until every sink of this run has been fed its last event.
 
-        A cancel while waiting does not drop events: delivery goes on and the
-        cancel is re-raised after it. A second cancel stops the sinks where they are.
+        *leaving*: the caller stops waiting (it was cancelled, or is leaving a
+        stream early). Then, and on a cancel while waiting, the sinks get
+        ``SINK_GRACE`` seconds more; one still busy is abandoned: its feeder is
+        cancelled and a ``SinkStuck`` is reported. A cancel that arrives here is
+        re-raised once that is done.
         """
         pending = [f for f in self._feeders if not f.done()]
         if not pending:
             return
-        cancelled = False
-        while True:
+        interrupted = False
+        if not leaving:
             try:
                 await asyncio.wait(pending)
-                break
+                return
             except asyncio.CancelledError:
-                if cancelled:
-                    for feeder in pending:
-                        feeder.cancel()
-                    await asyncio.wait(pending)
-                    raise
-                cancelled = True
-        if cancelled:
+                interrupted = True
+        pending = [f for f in pending if not f.done()]
+        try:
+            _, stuck = await asyncio.wait(pending, timeout=SINK_GRACE)
+        except asyncio.CancelledError:  # a second cancel: abandon them now
+            interrupted, stuck = True, {f for f in pending if not f.done()}
+        for feeder in stuck:
+            feeder.cancel()
+            delivery = self._feeders[feeder]
+            stuck_for = SinkStuck(delivery.label, SINK_GRACE)
+            report_sink_error(self, delivery.sink, delivery.label, stuck_for, None)
+        if stuck:
+            await asyncio.wait(stuck, timeout=0.1)  # they end at their next step (close() runs)
+        if interrupted:
             raise asyncio.CancelledError
 
 
-def _error_event(exc: BaseException) -> Error:
+def _safe_str(value: object) -> str:
+    """``str(value)``, or a placeholder that says it failed (a broken ``__str__``)."""
+    try:
+        return str(value)
+    except Exception as exc:
+        return f"<{type(value).__qualname__}: str() failed: {type(exc).__name__}>"
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # a broken __repr__, or RecursionError for a deep structure
+        return f"<{type(value).__qualname__} object: repr() failed: {type(exc).__name__}>"
+
+
+def error_event(exc: BaseException) -> Error:
+    """The Error event for *exc*; never raises (a broken ``__str__`` gives a placeholder)."""
     name = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename in _RUNNER_FILES:
         tb = tb.tb_next  # the runner's own frames say nothing about the agent
-    return Error(name, str(exc), "".join(traceback.format_exception(type(exc), exc, tb)))
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:
+        text = ""
+    return Error(name, _safe_str(exc), text)
+
+
+def result_json(value: object) -> JSON:
+    """A Done event's result: *value*'s JSON form, else its repr (or a placeholder)."""
+    try:
+        return to_json_value(value, "result")
+    except InvalidEvent:
+        return _safe_repr(value)
 
 
 def _checked(event: object) -> Event:
@@ -570,6 +434,8 @@ def _checked(event: object) -> Event:
                 f"when the agent ends; {verb} instead."
             )
         return event
+    if isinstance(event, str):  # a str subclass, e.g. a StrEnum member
+        return str.__str__(event)  # type: ignore[return-value]
     hint = (
         "decode it first (data.decode())"
         if isinstance(event, bytes | bytearray)
@@ -578,103 +444,6 @@ def _checked(event: object) -> Event:
     raise InvalidEvent(
         f"emit() takes an agentnb event (TextChunk, Status, ToolCall, ToolResult, Custom) "
         f"or a str, got {type(event).__name__}: {hint}."
-    )
-
-
-def _result_json(value: object) -> JSON:
-    try:
-        return to_json_value(value, "result")
-    except InvalidEvent:
-        return repr(value)
-
-
-async def _invoke(agent: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Call an agent of any supported shape inside the current run."""
-    __tracebackhide__ = True
-    if inspect.isasyncgenfunction(agent):
-        return await _drain_async_gen(agent(*args, **kwargs))
-    if inspect.iscoroutinefunction(agent) or inspect.iscoroutinefunction(
-        getattr(agent, "__call__", None)  # noqa: B004
-    ):
-        return await agent(*args, **kwargs)
-    if inspect.isgeneratorfunction(agent):
-        run = _current_run.get()
-        assert run is not None
-        return await asyncio.to_thread(_drain_gen, run, agent, args, kwargs)
-    # A plain function runs in a worker thread so the loop keeps streaming.
-    value = await asyncio.to_thread(agent, *args, **kwargs)
-    if inspect.isawaitable(value):
-        value = await value
-    return value
-
-
-async def _drain_async_gen(gen: AsyncIterator[Any]) -> str | None:
-    run = _current_run.get()
-    assert run is not None
-    parts: list[str] = []
-    async for item in gen:
-        run.emit(item)
-        if type(item) is str:
-            parts.append(item)
-        elif isinstance(item, TextChunk):
-            parts.append(item.text)
-    return "".join(parts) if parts else None
-
-
-def _drain_gen(
-    run: Run, agent: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> str | None:
-    parts: list[str] = []
-    for item in agent(*args, **kwargs):
-        run.emit(item)
-        if type(item) is str:
-            parts.append(item)
-        elif isinstance(item, TextChunk):
-            parts.append(item.text)
-    return "".join(parts) if parts else None
-
-
-async def _feed(run: Run, outlet: Outlet, delivery: Delivery) -> None:
-    """Deliver *outlet*'s events to one sink, in order, until *run* has ended."""
-    buffer = outlet.buffer
-    send = delivery.send
-    failed = False
-    try:
-        while True:
-            while buffer:
-                event = buffer.popleft()
-                if outlet.space is not None:
-                    outlet.took()
-                if not failed:
-                    try:
-                        result = send(event)
-                        if result is not None and inspect.isawaitable(result):
-                            await result
-                    except Exception as exc:  # reported; the other sinks go on
-                        failed = True
-                        _report_sink_error(run, delivery, exc, event)
-                if event.terminal and event.run_id == outlet.owner_id:
-                    return
-            await outlet.wait()
-    finally:
-        if delivery.close is not None:
-            try:
-                await call_maybe_async(delivery.close)
-            except Exception as exc:
-                _report_sink_error(run, delivery, exc, None)
-
-
-def _report_sink_error(run: Run, delivery: Delivery, exc: Exception, event: Event | None) -> None:
-    run.sink_errors.append((delivery.sink, exc))
-    when = f"on event seq={event.seq} ({event.kind})" if event is not None else "on close"
-    logger.error(
-        "agentnb: sink %s raised %s %s of run %s; it gets no more events of this run, "
-        "the other sinks go on.",
-        delivery.label,
-        type(exc).__name__,
-        when,
-        "/".join(run.path),
-        exc_info=exc,
     )
 
 
@@ -700,7 +469,10 @@ def emit(event: Event | str) -> None:
     run = _current_run.get()
     if run is None:
         raise NoActiveRun
-    run.emit(event)
+    if type(event) is str:
+        run._out.put(event)
+    else:
+        run._out.put(_checked(event))
 
 
 async def aemit(event: Event | str) -> None:
@@ -745,12 +517,12 @@ def _start(
     fn = resolve_agent(agent)
     sinks = deliveries(sink)
     parent = _current_run.get()
-    if parent is not None and parent._closed:
+    if parent is not None and parent.done:
         raise RunClosed(parent.id, parent.path, parent.status)
     if parent is None:
         sinks.extend(deliveries(list(_ambient_sinks.get())))
-    run = Run(fn, args, kwargs, name=name, parent=parent)
-    run._begin(sinks, stream_maxsize)
+    run = Run(fn, name=name, parent=parent)
+    run._begin(sinks, args, kwargs, stream_maxsize)
     return run
 
 

@@ -8,20 +8,24 @@ async), called once after the run it was given to has ended; and ``maxsize``
 (an int > 0): how many undelivered events may wait for it before
 ``agentnb.aemit`` holds the agent back. ``emit`` itself never blocks.
 
-Each sink is fed, in order, from its own queue by its own task, so a slow sink
-stalls neither the agent nor the other sinks. A sink with ``inline = True`` is
-called instead by ``emit`` itself, in the emitting thread, while the run's lock
-is held: for a sink that only files the event away (the web front's replay
-buffer), so it gets the event without waiting for a task to be scheduled. Its
-``send`` must be synchronous, fast and thread-safe, and its ``close()``
-synchronous. Its ``flush()``, if it has one (synchronous too), is called by
-``emit`` right after, in the same thread, once the lock is released: for work
-that calls out (the web front writes to the clients waiting for the event
-there), which may itself emit. A sink that raises is reported
-(logged on the ``agentnb`` logger and kept in ``Run.sink_errors``), gets no
-further events of that run (its ``close()`` is still called), and the other
-sinks keep receiving. Events are shared between sinks: treat their dicts and
-lists as read-only.
+Each sink is fed, in order, from its own queue by its own task, so a slow
+*async* sink stalls neither the agent nor the other sinks. A sink's ``send``
+runs on the event loop: a synchronous ``send`` that blocks (a network call, a
+``time.sleep``) stalls the loop and everything on it, so a sink must not block;
+make it ``async`` (or hand the work to a thread itself). A sink that is still
+busy when its run's caller stops waiting (a timeout, a cancel) gets a second
+more, then is abandoned (see ``SinkStuck``).
+
+A sink with ``inline = True`` is called instead by ``emit`` itself, in the
+emitting thread, while the run's lock is held: for a sink that only files the
+event away (the web front's replay buffer), so it has the event without waiting
+for a task to be scheduled. Its ``send`` and ``close`` must be synchronous, fast
+and thread-safe, and must not emit into the run (that raises ``InvalidSink``).
+
+A sink that raises is reported (logged on the ``agentnb`` logger and kept in
+``Run.sink_errors``), gets no further events of that run (its ``close()`` is
+still called), and the other sinks keep receiving. Events may be shared between
+sinks: treat their dicts and lists as read-only.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ._events import Event
-from ._exceptions import AgentnbError
+from ._exceptions import InvalidSink
 
 __all__ = ["Sink", "SinkLike"]
 
@@ -57,24 +61,24 @@ class Delivery:
     close: Callable[[], object] | None
     maxsize: int
     inline: bool = False
-    flush: Callable[[], object] | None = None  # an inline sink's, called after emit's lock
 
     @property
     def label(self) -> str:
-        return _label(self.sink)
+        return label(self.sink)
 
 
-def _label(sink: object) -> str:
+def label(sink: object) -> str:
+    """How messages name a sink: its class (or function) and its id."""
     name = getattr(sink, "__qualname__", None) or type(sink).__qualname__
     return f"{name} at {id(sink):#x}"
 
 
 def delivery_for(sink: object) -> Delivery:
-    """Check that *sink* is usable and describe how to feed it."""
+    """Check that *sink* is usable and describe how to feed it; raises ``InvalidSink``."""
     send = getattr(sink, "send", None)
     if send is None or not callable(send):
         if not callable(sink):
-            raise AgentnbError(
+            raise InvalidSink(
                 f"sink={sink!r} is not a sink: give an object with a send(event) method "
                 "(sync or async), a callable taking the event, or a list of those."
             )
@@ -83,14 +87,12 @@ def delivery_for(sink: object) -> Delivery:
     opener = getattr(sink, "open", None) if send is not sink else None
     maxsize = getattr(sink, "maxsize", 0)
     if type(maxsize) is not int or maxsize < 0:
-        raise AgentnbError(f"{_label(sink)}: maxsize must be an int >= 0, got {maxsize!r}")
+        raise InvalidSink(f"{label(sink)}: maxsize must be an int >= 0, got {maxsize!r}")
     inline = getattr(sink, "inline", False) is True
-    flush = getattr(sink, "flush", None) if inline else None
-    if inline and any(inspect.iscoroutinefunction(f) for f in (send, close, flush)):
-        raise AgentnbError(
-            f"{_label(sink)}: an inline sink is called by emit itself, so its send(), "
-            "flush() and close() must be plain functions; drop inline = True to have it fed "
-            "by a task."
+    if inline and any(inspect.iscoroutinefunction(f) for f in (send, close)):
+        raise InvalidSink(
+            f"{label(sink)}: an inline sink is called by emit itself, so its send() and "
+            "close() must be plain functions; drop inline = True to have it fed by a task."
         )
     return Delivery(
         sink=sink,
@@ -99,7 +101,6 @@ def delivery_for(sink: object) -> Delivery:
         close=close if callable(close) else None,
         maxsize=maxsize,
         inline=inline,
-        flush=flush if callable(flush) else None,
     )
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from ._events import Event
-from ._run import Outlet, Run, _start
+from ._events import Event, TextChunk
+from ._events import _new as _new
+from ._fanout import take
+from ._outlet import Outlet
+from ._run import Run, _start
 from ._sinks import SinkLike
 
 __all__ = ["RunStream", "stream"]
@@ -55,46 +58,73 @@ class RunStream:
         agent, args, kwargs, sink, name = self._spec
         self._spec = (agent, (), {}, None, None)
         run = _start(agent, args, kwargs, sink=sink, name=name, stream_maxsize=self._maxsize)
-        outlet = run._own_outlets[0]
-        self._run, self._outlet = run, outlet
-        return run, outlet
+        assert run._stream is not None
+        self._run, self._outlet = run, run._stream
+        return run, run._stream
 
-    def __aiter__(self) -> RunStream:
-        return self
+    def __aiter__(self) -> AsyncIterator[Event]:
+        # An async generator: each step costs less than an ``async def __anext__``.
+        # It holds this stream (so the stream lives while it is iterated); the stream
+        # does not hold it (so a stream dropped after a ``break`` is finalized at once).
+        return self._events()
 
     async def __anext__(self) -> Event:
+        async for event in self._events():
+            return event
+        raise StopAsyncIteration
+
+    async def _events(self) -> AsyncIterator[Event]:
         if self._closed:
-            raise StopAsyncIteration
-        if self._run is None or self._outlet is None:
+            return
+        outlet = self._outlet
+        if outlet is None:
             run, outlet = self._begin()
         else:
-            run, outlet = self._run, self._outlet
+            assert self._run is not None
+            run = self._run
         buffer = outlet.buffer
+        popleft = buffer.popleft
+        run_id = run.id
         while True:
-            if buffer:
-                event = buffer.popleft()
-                if outlet.space is not None:
-                    outlet.took()
-                if event.terminal and event.run_id == run.id:
+            while buffer:
+                if type(buffer[0]) is str:
+                    # The hot path of take(): a text record, stamped and built here.
+                    text = popleft()
+                    fanout = popleft()
+                    chunk = _new(TextChunk)
+                    chunk._ts = popleft()
+                    chunk._text = text
+                    chunk._run_id = fanout.id
+                    chunk._path = fanout.path
+                    chunk._seq = seq = fanout.seq
+                    fanout.seq = seq + 1
+                    yield chunk
+                    continue
+                event = take(outlet)
+                if event.terminal and event.run_id == run_id:
                     self._ended = True
-                return event
+                yield event
             if self._ended:
                 self._closed = True
                 await run._drain()
                 if run.status == "error":
                     run.outcome()  # raises the agent's exception
-                raise StopAsyncIteration
+                return
             await outlet.wait()
 
     async def aclose(self) -> None:
-        """Stop listening: cancel the run if it is still going and wait for it to end."""
+        """Stop listening: cancel the run if it is still going and wait for it to end.
+
+        Its sinks get ``SINK_GRACE`` seconds to take its last events; one still busy
+        then is abandoned.
+        """
         self._closed = True
         run = self._run
         if run is None or run._task is None:
             return
         run.cancel("the stream's consumer stopped listening")
         await asyncio.wait([run._task])
-        await run._drain()
+        await run._drain(leaving=True)
 
     async def __aenter__(self) -> RunStream:
         if self._run is None:

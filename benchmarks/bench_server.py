@@ -291,7 +291,7 @@ def build_app() -> tuple[Any, str]:
         app = FastAPI()
         note = f"agentnb.server not importable: {exc}"
     else:
-        app = create_app(agents=BENCH_AGENTS, allowed_hosts=None)  # its clients send Host: bench
+        app = create_app(agents=BENCH_AGENTS, allowed_hosts=["*"])  # its clients send Host: bench
     # First in the routing table, so no catch-all route of the app can shadow them.
     app.router.routes[0:0] = [
         Route(BARE, bare_stream, methods=["POST"]),

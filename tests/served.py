@@ -30,7 +30,8 @@ import pytest
 from fastapi import FastAPI
 
 import agentnb
-from agentnb.server import RunHub, ServedRun
+from agentnb.server._hub import RunHub
+from agentnb.server._served import ServedRun
 from tests.server import in_server_loop, serving
 
 __all__ = [
@@ -325,7 +326,8 @@ class Server:
 
         def names() -> list[str]:
             run = self.hub.get(run_id).run
-            assert run is not None
+            if run is None:  # ended: its terminal event is buffered, the run is let go
+                return []
             tasks = [run._task, *run._feeders]
             return [t.get_name() for t in tasks if t is not None and not t.done()]
 

@@ -46,9 +46,13 @@ PWN_RECORDER = "window.__pwned = []; window.__pwn = (m) => { window.__pwned.push
 # None for any value that names no payload).
 AUDIT = r"""async (index) => {
     const notebook = window.jupyterapp.shell.currentWidget.content;
-    notebook.scrollToItem(index, 'start');
-    await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    await notebook.scrollToItem(index, 'start');
     const node = notebook.widgets[index].node;
+    // Cells out of view render lazily: wait until this one's outputs are on screen.
+    const shown = () => [...node.querySelectorAll('.jp-RenderedMarkdown, .jp-RenderedText')]
+        .some((e) => e.innerText.trim());
+    for (let i = 0; i < 200 && !shown(); i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
     const problems = [];
     const where = (el) => el.outerHTML.slice(0, 160);
     const FORBIDDEN = new Set(['script', 'img', 'iframe', 'svg', 'math', 'mjx-container',

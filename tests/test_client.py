@@ -28,6 +28,7 @@ from agentnb.client import (
     stream,
 )
 from agentnb.server import create_app
+from agentnb.server._hub import RunHub
 from agentnb.server._wire import sse_data
 from tests.helpers import Recorder, forever, texts
 from tests.server import in_server_loop, serving
@@ -69,7 +70,7 @@ async def waiting(text: str) -> None:
 AGENTS: list[Callable[..., Any]] = [kinds_agent, helper, paced, failing, waiting]
 
 
-_hubs: dict[str, agentnb.server.RunHub] = {}
+_hubs: dict[str, RunHub] = {}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def server_events(base: str, run_id: str) -> list[Event]:
     """What the server buffered for the run (its replay buffer), rebuilt as events."""
 
     def read() -> list[str]:
-        return [sse_data(frame) for frame in _hubs[base].get(run_id)._frames]
+        return [sse_data(frame) for frame in _hubs[base].get(run_id).buffer.read(0)]
 
     return [Event.from_json(text) for text in in_server_loop(base, read)]
 

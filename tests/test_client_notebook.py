@@ -15,7 +15,8 @@ import pytest
 import agentnb
 import agentnb.demo
 from agentnb import JSON
-from agentnb.server import RunHub, create_app
+from agentnb.server import create_app
+from agentnb.server._hub import RunHub
 from tests.kernel import WIDGET_MIME, Kernel
 from tests.server import _servers, in_server_loop, serving
 from tests.test_notebook_kernel import has_text, local_run, status_updates, view_of, wait_view

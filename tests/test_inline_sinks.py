@@ -115,66 +115,28 @@ def test_an_inline_sink_must_be_synchronous() -> None:
     async def agent() -> None:
         pass
 
-    with pytest.raises(agentnb.AgentnbError, match="must be plain functions"):
+    with pytest.raises(agentnb.InvalidSink, match="must be plain functions"):
         agentnb.run_sync(agent, sink=Async())
 
 
-class Flushing(Inline):
-    """Notes how many events it had at each flush(); after "a", it emits into the run."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flushed_after: list[int] = []
-        self.flush_threads: list[int] = []
-        self.run: agentnb.Run | None = None
-
-    def open(self, run: agentnb.Run) -> None:
-        self.run = run
-
-    def flush(self) -> None:
-        self.flushed_after.append(len(self.events))
-        self.flush_threads.append(threading.get_ident())
-        last = self.events[-1]
-        if isinstance(last, agentnb.TextChunk) and last.text == "a":
-            assert self.run is not None
-            self.run.emit("noted a")  # under the run's lock, this would deadlock
-
-
-def test_an_inline_sinks_flush_follows_every_emit_outside_the_lock() -> None:
-    sink = Flushing()
-
-    async def child() -> None:
-        agentnb.emit("c")
-
-    async def agent() -> str:
-        agentnb.emit("a")
-        agentnb.emit("b")
-        await agentnb.run(child)
-        return "ok"
-
-    outcome: list[object] = []
-    worker = threading.Thread(
-        target=lambda: outcome.append(agentnb.run_sync(agent, sink=sink)), daemon=True
-    )
-    worker.start()
-    worker.join(10)
-    assert not worker.is_alive(), "emit deadlocked: flush() ran under the run's lock"
-    assert outcome == ["ok"]
-    texts = [e.text for e in sink.events if isinstance(e, agentnb.TextChunk)]
-    assert texts == ["a", "noted a", "b", "c"]
-    # One flush per event (the child's and the terminal ones too), right after its send().
-    assert sink.flushed_after == list(range(1, len(sink.events) + 1))
-    assert set(sink.flush_threads) == set(sink.threads)
-
-
-async def test_an_inline_sinks_flush_that_raises_is_reported_and_the_run_goes_on(
+async def test_an_inline_sink_that_emits_into_its_run_is_cut_off_with_a_clear_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    class FailingFlush(Inline):
-        def flush(self) -> None:
-            raise ValueError("cannot flush")
+    # Under the run's lock, its emit would wait for the lock its own thread holds.
+    class Echo(Inline):
+        def __init__(self) -> None:
+            super().__init__()
+            self.run: agentnb.Run | None = None
 
-    failing, other = FailingFlush(), Recorder()
+        def open(self, run: agentnb.Run) -> None:
+            self.run = run
+
+        def send(self, event: Event) -> None:
+            super().send(event)
+            assert self.run is not None
+            self.run.emit("echo")
+
+    echo, other = Echo(), Recorder()
 
     async def agent() -> str:
         agentnb.emit("a")
@@ -182,20 +144,11 @@ async def test_an_inline_sinks_flush_that_raises_is_reported_and_the_run_goes_on
         return "ok"
 
     with caplog.at_level(logging.ERROR, logger="agentnb"):
-        run = agentnb.start(agent, sink=[failing, other])
-        assert await run.wait() == "ok"
-    assert [e.kind for e in failing.events] == ["text"]  # no more after its flush raised
-    assert other.kinds() == ["text", "text", "done"]
-    assert [type(e) for _, e in run.sink_errors] == [ValueError]
-
-
-def test_an_inline_sinks_flush_must_be_synchronous() -> None:
-    class AsyncFlush(Inline):
-        async def flush(self) -> None:
-            pass
-
-    async def agent() -> None:
-        pass
-
-    with pytest.raises(agentnb.AgentnbError, match=r"send\(\), flush\(\) and close\(\)"):
-        agentnb.run_sync(agent, sink=AsyncFlush())
+        run = agentnb.start(agent, sink=[echo, other])
+        assert await asyncio.wait_for(run.wait(), 10) == "ok"
+    assert other.kinds() == ["text", "text", "done"]  # the run went on, unharmed
+    assert [e.kind for e in echo.events] == ["text"]  # cut off after it emitted
+    [(sink, error)] = run.sink_errors
+    assert sink is echo
+    assert isinstance(error, agentnb.InvalidSink)
+    assert "cannot emit" in str(error)

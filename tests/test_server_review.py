@@ -112,11 +112,16 @@ async def test_a_request_naming_another_host_is_refused() -> None:
         assert server.call(lambda: server.app.state.hub.live) == []
 
 
-async def test_any_host_when_allowed_hosts_is_none() -> None:
-    with start_server(create_app(agents=AGENTS, allowed_hosts=None)) as server:
+async def test_any_host_when_allowed_hosts_is_a_star() -> None:
+    with start_server(create_app(agents=AGENTS, allowed_hosts=["*"])) as server:
         async with httpx.AsyncClient() as http:
             answer = await http.get(server.url + "/api/agents", headers={"Host": "a.example"})
     assert answer.status_code == 200
+
+
+def test_no_allowed_hosts_is_refused_at_once_not_served_open() -> None:
+    with pytest.raises(TypeError, match=r"cannot be switched off.*\['\*'\]"):
+        create_app(agents=AGENTS, allowed_hosts=None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

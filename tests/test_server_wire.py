@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import agentnb
+from agentnb.server._errors import BadEventId
 from agentnb.server._wire import (
-    BadEventId,
     event_id,
     parse_event_id,
     sse_frame,

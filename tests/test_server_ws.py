@@ -369,3 +369,31 @@ async def test_a_same_origin_or_originless_socket_is_accepted(
         await inbox.until(ws, lambda: run_id in inbox.ended)
     assert inbox.events[run_id] == sent[run_id]
     assert [e.kind for e in sent[run_id]] == ["done"]
+
+
+@pytest.mark.parametrize("kind", ["start", "attach", "cancel", "bogus"])
+async def test_a_deeply_nested_ref_is_answered_and_the_socket_and_its_runs_go_on(
+    server: Server, kind: str
+) -> None:
+    # Before: a ref nested 960 deep parsed, then failed to encode in the answer
+    # (RecursionError): the socket dropped and the run it had started was cancelled.
+    deep = "[" * 960 + "null" + "]" * 960  # JSON text: json.dumps here would recurse too
+    async with socket(server) as ws:
+        await send(ws, {"type": "start", "agent": "waiting", "input": f"ref-{kind}", "ref": 1})
+        started = await receive(ws)
+        assert started["type"] == "started"
+        run_id = started["run_id"]
+        fields = f'"run_id": "{run_id}"' if kind in ("attach", "cancel") else '"agent": "waiting"'
+        await ws.send(f'{{"type": "{kind}", {fields}, "ref": {deep}}}')
+        while (answer := await receive(ws))["type"] == "event":
+            pass
+        assert answer["type"] == "error"
+        assert answer["error"] == "bad_request"
+        assert '"ref"' in answer["message"]
+        assert answer["ref"] is None
+        assert server.describe(run_id)["status"] == "running"  # nothing was cancelled
+        await send(ws, {"type": "start", "agent": "arity", "input": 1, "ref": "still here"})
+        while (answer := await receive(ws))["type"] == "event":
+            pass
+        assert answer == {"type": "started", "run_id": answer["run_id"], "agent": "arity",
+                          "ref": "still here"}  # fmt: skip

@@ -24,20 +24,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
         "pip install 'agentnb[server]'"
     ) from exc
 
-from ._app import RunEventStream, create_app
+from ._app import create_app
 from ._background import BackgroundServer, start_server
-from ._errors import ApiError
-from ._hub import Listener, RunHub, ServedRun
 from ._serve import serve
 
-__all__ = [
-    "ApiError",
-    "BackgroundServer",
-    "Listener",
-    "RunEventStream",
-    "RunHub",
-    "ServedRun",
-    "create_app",
-    "serve",
-    "start_server",
-]
+__all__ = ["BackgroundServer", "create_app", "serve", "start_server"]

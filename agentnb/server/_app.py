@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -18,10 +18,11 @@ from starlette.types import Receive, Scope, Send
 from .._registry import AgentInfo, agent_name, describe
 from .._version import __version__
 from ._errors import ApiError
-from ._hosts import AllowedHosts
-from ._hub import Listener, RunHub
+from ._hosts import AllowedHosts, host_names
+from ._hub import MiB, RunHub
 from ._requests import parse_start, read_json
-from ._wire import BadEventId, parse_event_id
+from ._served import Listener
+from ._wire import parse_event_id
 from ._ws import serve_websocket
 
 __all__ = ["LOCAL_HOSTS", "create_app"]
@@ -64,12 +65,15 @@ def _agent_table(agents: AgentsArg) -> dict[str, AgentInfo] | None:
 class RunEventStream(EventSourceResponse):
     """The SSE response of one listener; it releases the listener however the response ends.
 
-    When the server shuts down (sse-starlette sees uvicorn's exit signal), the
-    hub cancels its live runs, so the stream still ends with the run's
-    ``cancelled`` event instead of being cut (within a grace period).
+    Everything waiting goes out in one write, through sse-starlette's own path
+    (its ping, its *send_timeout*: a client whose socket stays full that long is
+    cut off, so it no longer counts as a listener). When the server shuts down
+    (sse-starlette sees uvicorn's exit signal), the hub cancels its live runs, so
+    the stream still ends with the run's ``cancelled`` event instead of being cut
+    (within a grace period).
     """
 
-    def __init__(self, listener: Listener, *, ping: float) -> None:
+    def __init__(self, listener: Listener, *, ping: float, send_timeout: float | None) -> None:
         shutdown = anyio.Event()
 
         async def on_shutdown() -> None:
@@ -79,6 +83,7 @@ class RunEventStream(EventSourceResponse):
         super().__init__(
             _sse_body(listener),
             ping=ping,
+            send_timeout=send_timeout,
             headers={"X-Agentnb-Run-Id": listener.served.id},
             data_sender_callable=on_shutdown,
             shutdown_event=shutdown,
@@ -87,12 +92,6 @@ class RunEventStream(EventSourceResponse):
         self.listener = listener
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        def write(frame: bytes) -> Awaitable[None]:
-            # Begun from emit while the listener waits in _sse_body (so this stream has
-            # nothing else in flight): the event goes out in the agent's own step.
-            return send({"type": "http.response.body", "body": frame, "more_body": True})
-
-        self.listener.writer = write
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -100,8 +99,7 @@ class RunEventStream(EventSourceResponse):
 
 
 async def _sse_body(listener: Listener) -> AsyncIterator[bytes]:
-    # Everything waiting goes out in one write: each event is still its own SSE
-    # event, but a fast agent costs few sends.
+    # Each event is its own SSE event, but a fast agent costs few writes.
     async for frames in listener:
         yield frames[0] if len(frames) == 1 else b"".join(frames)
 
@@ -114,25 +112,41 @@ def create_app(
     keep_seconds: float = 300.0,
     max_body: int = 1 << 20,
     ping: float = 15.0,
-    allowed_hosts: Sequence[str] | None = LOCAL_HOSTS,
+    allowed_hosts: Sequence[str] = LOCAL_HOSTS,
+    max_buffer: int = 256 * MiB,
+    send_timeout: float | None = 30.0,
 ) -> FastAPI:
     """A FastAPI app serving *agents* (default: every registered agent, looked up live).
 
     *agents* is a list of agents (functions, or ``AgentInfo``) or a mapping of
-    name to agent. Each run keeps its last *replay_size* events for resuming;
-    finished runs stay resumable *keep_seconds* (at most *keep_finished* of them).
-    Request bodies over *max_body* bytes are refused; SSE streams send a keep-alive
-    comment every *ping* seconds. Requests must name this machine in their Host
-    header (*allowed_hosts*, e.g. ``["agents.example.com"]``; None: any), so a web
-    page elsewhere cannot reach a local server by DNS rebinding. Serve it with
-    ``agentnb.server.serve(app)`` or any ASGI server; bind it to 127.0.0.1 unless
-    you mean to expose your agents.
+    name to agent. Each run keeps its last *replay_size* events (and at most an
+    eighth of *max_buffer* bytes) for resuming; finished runs stay resumable
+    *keep_seconds* (at most *keep_finished* of them). All buffered events, live
+    and finished, cost at most *max_buffer* bytes (default 256 MiB): finished runs
+    are dropped oldest first, and while live runs alone fill it, new runs are
+    refused with 503. A client whose socket stays full for *send_timeout* seconds
+    is cut off. Request bodies over *max_body* bytes are refused; SSE streams send
+    a keep-alive comment every *ping* seconds. Requests must name this machine in
+    their Host header (*allowed_hosts*, e.g. ``["agents.example.com"]``; ``["*"]``
+    for any), so a web page elsewhere cannot reach a local server by DNS
+    rebinding. Serve it with ``agentnb.server.serve(app)`` (timeouts and a
+    connection cap included) or any ASGI server; bind it to 127.0.0.1 unless you
+    mean to expose your agents.
     """
+    if allowed_hosts is None:
+        raise TypeError(
+            "create_app(allowed_hosts=None): the Host guard cannot be switched off by "
+            "leaving it out; pass the names this server answers to (e.g. "
+            "['agents.example.com']), or ['*'] to answer to any Host"
+        )
+    hosts = list(allowed_hosts)
+    host_names(hosts)  # refused now, not at the first request
     hub = RunHub(
         _agent_table(agents),
         replay_size=replay_size,
         keep_finished=keep_finished,
         keep_seconds=keep_seconds,
+        max_buffer=max_buffer,
     )
 
     @contextlib.asynccontextmanager
@@ -152,10 +166,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.hub = hub
-    if allowed_hosts is not None:
-        # A page on another site can point its own name at 127.0.0.1 (DNS rebinding);
-        # its requests then carry that name as Host, and are refused here.
-        app.add_middleware(AllowedHosts, allowed_hosts=allowed_hosts)
+    # A page on another site can point its own name at 127.0.0.1 (DNS rebinding); its
+    # requests then carry that name as Host, and are refused here.
+    app.add_middleware(AllowedHosts, allowed_hosts=hosts)
 
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -190,18 +203,15 @@ def create_app(
         """
         start = parse_start(await read_json(request, max_body))
         served = hub.start(start.agent, start.args, start.on_disconnect)
-        return RunEventStream(served.listen(), ping=ping)
+        return RunEventStream(served.listen(), ping=ping, send_timeout=send_timeout)
 
     @app.get("/api/runs/{run_id}/events", response_class=EventSourceResponse)
     async def resume_run(request: Request, run_id: str) -> Response:
         """Stream a run's events after ``Last-Event-ID`` (header or ``last_event_id`` query)."""
         served = hub.get(run_id)
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        try:
-            after = parse_event_id(last, run_id) if last else -1
-        except BadEventId as exc:
-            raise ApiError(400, "bad_event_id", str(exc)) from None
-        return RunEventStream(served.listen(after), ping=ping)
+        after = parse_event_id(last, run_id) if last else -1
+        return RunEventStream(served.listen(after), ping=ping, send_timeout=send_timeout)
 
     @app.get("/api/runs/{run_id}")
     async def describe_run(run_id: str) -> dict[str, Any]:
@@ -218,7 +228,7 @@ def create_app(
 
     @app.websocket("/api/ws")
     async def websocket(socket: WebSocket) -> None:
-        await serve_websocket(socket, hub, max_body)
+        await serve_websocket(socket, hub, max_body, send_timeout)
 
     page = resources.files(__package__).joinpath("static")
     for path, (name, media_type) in _STATIC.items():

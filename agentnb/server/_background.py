@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import uvicorn
 from fastapi import FastAPI
 
+from ._guard import BODY_TIMEOUT, HEADER_TIMEOUT, KEEP_ALIVE_TIMEOUT, guarded_config
+
 __all__ = ["BackgroundServer", "start_server"]
 
 T = TypeVar("T")
@@ -34,12 +36,33 @@ class BackgroundServer:
     """A uvicorn serving an app from a thread of this process; ``stop()`` (or ``with``) ends it.
 
     ``url`` is its base URL (``http://127.0.0.1:PORT``); ``app`` the app it serves.
+    The limits (*header_timeout*, *body_timeout*, *max_connections*,
+    *timeout_keep_alive*) are ``serve()``'s; this process's open-file limit is
+    left as it is.
     """
 
     def __init__(
-        self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, **uvicorn_options: Any
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+        max_connections: int | None = None,
+        timeout_keep_alive: float = KEEP_ALIVE_TIMEOUT,
+        **uvicorn_options: Any,
     ) -> None:
         self.app = app
+        options: dict[str, Any] = {"log_level": "warning", "lifespan": "on"} | uvicorn_options
+        config = guarded_config(  # first: bad options raise before a socket is bound
+            app,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+            timeout_keep_alive=timeout_keep_alive,
+            **options,
+        )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -47,8 +70,7 @@ class BackgroundServer:
         bound = self._socket.getsockname()[1]
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         self.url = f"http://{shown}:{bound}"
-        options: dict[str, Any] = {"log_level": "warning", "lifespan": "on"} | uvicorn_options
-        self._server = _Server(uvicorn.Config(app, **options))
+        self._server = _Server(config)
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [self._socket]},
@@ -109,7 +131,15 @@ class BackgroundServer:
 
 
 def start_server(
-    app: FastAPI | None = None, *, host: str = "127.0.0.1", port: int = 0, **uvicorn_options: Any
+    app: FastAPI | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    header_timeout: float = HEADER_TIMEOUT,
+    body_timeout: float = BODY_TIMEOUT,
+    max_connections: int | None = None,
+    timeout_keep_alive: float = KEEP_ALIVE_TIMEOUT,
+    **uvicorn_options: Any,
 ) -> BackgroundServer:
     """Serve *app* (default: ``create_app()``) from a background thread; return at once.
 
@@ -118,9 +148,23 @@ def start_server(
         server = agentnb.server.start_server(create_app(agents=[poet]))
         server.url        # 'http://127.0.0.1:41234'
         server.stop()
+
+    The limits are ``serve()``'s: a connection's request headers are due within
+    *header_timeout* seconds (10), a body within *body_timeout* (30) of its request's
+    start (else 408), and beyond *max_connections* (default: the open-file limit less
+    64, at most 4096) a connection gets 503; *timeout_keep_alive* (5) is uvicorn's.
     """
     if app is None:
         from ._app import create_app
 
         app = create_app()
-    return BackgroundServer(app, host, port, **uvicorn_options).start()
+    return BackgroundServer(
+        app,
+        host,
+        port,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+        timeout_keep_alive=timeout_keep_alive,
+        **uvicorn_options,
+    ).start()

@@ -1,391 +1,102 @@
-"""The server's runs: each started once, buffered for replay, streamed to any number of listeners.
+"""The runs a server has started, and the one memory budget their buffered events share.
 
-The agent never touches the network. A :class:`ServedRun` is an inline sink of
-its run: ``emit`` hands it each event, and it appends the event's SSE frame (made
-once) to a bounded replay buffer and wakes the listeners. A :class:`Listener`
-reads the buffer from any position, so a late or resuming client gets every
-event after its ``Last-Event-ID`` exactly once, and several clients can watch
-one run. Frames a connected client has not read yet are kept past the buffer's
-size (up to four times it), so a slow client loses nothing.
+A :class:`RunHub` starts runs (each a :class:`ServedRun`, an inline sink of its
+run), finds them by id, forgets finished ones after ``keep_seconds`` (at most
+``keep_finished`` of them), and keeps every buffered event, live and finished,
+within ``max_buffer`` bytes (:class:`Budget`):
 
-A listener with a *writer* (an SSE response sets one) is written to straight
-from ``emit`` when the event is emitted on the server's loop and the listener is
-waiting, caught up: the event reaches the socket in the agent's own step, as from
-a generator-based endpoint, not one event-loop turn later. The write runs once
-emit has released the run's lock (the sink's ``flush``), as the listener's task
-(see ``_eager``). Only the first event of each step goes this way; the rest of a
-burst (and anything emitted from a worker thread) is batched by the listener's
-own task, in few writes.
+1. finished runs are evicted oldest first (a resume then answers 410);
+2. then live runs drop the replayable events no connected client still needs;
+3. then the client furthest behind is cut off (its stream ends; a resume says why).
 
-Listeners are counted. When the last one of an ``on_disconnect="cancel"`` run
-goes, the run is cancelled; a ``"continue"`` run goes on detached. Finished runs
-stay resumable for ``keep_seconds`` (at most ``keep_finished`` of them).
+A new run is refused (503 ``over_budget``) while the live runs hold so much that
+one more run's replay buffer would not fit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
 
-from .._events import JSON, Event
+from .._events import JSON
 from .._registry import AgentInfo, list_agents
-from .._run import Run, start
-from ._eager import EAGER, Pending, start_eagerly
-from ._errors import ApiError
-from ._wire import sse_data, sse_frame, ws_event
+from .._run import start
+from ._buffer import ReplayBuffer
+from ._errors import Expired, OverBudget, ShuttingDown, UnknownAgent, UnknownRun
+from ._served import OnDisconnect, ServedRun
 
-__all__ = ["Listener", "OnDisconnect", "RunHub", "ServedRun"]
-
-OnDisconnect = Literal["cancel", "continue"]
-
-
-def _wake_all(listeners: list[Listener]) -> None:
-    for listener in listeners:
-        listener._wake()
-
+__all__ = ["Budget", "RunHub"]
 
 _SHUTDOWN_WAIT = 10.0  # seconds the app's shutdown waits for cancelled runs to end
+_TOMBSTONES = 10_000  # evicted runs remembered, to answer 410 rather than 404
+MiB = 1 << 20
 
 
-class _FellBehind(Exception):
-    """A listener is further behind than the replay buffer keeps."""
+class Budget:
+    """The bytes all buffered frames cost, and what to give up when that is too many.
 
-
-class ServedRun:
-    """One run started by the server: its replay buffer and its listeners.
-
-    It is an inline sink of its run (``inline = True``): ``emit`` hands it each
-    event in the emitting thread, it frames the event once (SSE bytes; the
-    WebSocket form is cut from them) and wakes the listeners; ``flush``, called
-    by emit after it released the run's lock, writes it to the SSE clients that
-    were waiting for it instead (on the loop's thread).
+    ``add`` runs in any thread (a run's ``send``); the reclaiming runs on the
+    server's loop (at once if ``add`` is on it, else scheduled there).
     """
 
-    inline = True
-
-    def __init__(
-        self,
-        hub: RunHub,
-        agent: str,
-        on_disconnect: OnDisconnect,
-        replay_size: int,
-    ) -> None:
+    def __init__(self, hub: RunHub, limit: int) -> None:
         self.hub = hub
-        self.agent = agent
-        self.on_disconnect: OnDisconnect = on_disconnect
-        self.run: Run | None = None
-        self.id = ""
-        self.ended = False  # the run's own terminal event is buffered
-        self.ended_at = 0.0
-        self._replay_size = replay_size
-        # The SSE frames of events _dropped, _dropped + 1, ...: bytes only, so a long
-        # buffer adds nothing for the garbage collector to walk.
-        self._frames: list[bytes] = []
-        self._dropped = 0  # frames evicted from the front of the replay buffer
-        self._lock = threading.Lock()  # send() may run in a worker thread of the agent
-        self._parked: list[Listener] = []  # listeners waiting for the next event
-        self._unwritten: list[tuple[Listener, bytes, int]] = []  # for flush(): whom, what, #
-        self._slack = max(replay_size // 8, 1)  # evict in blocks, not one frame at a time
-        self._connected: set[Listener] = set()  # (their read positions: listener.position)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread = 0
 
-    def __repr__(self) -> str:
-        return (
-            f"<ServedRun {self.agent} id={self.id} events={self.count} listeners={self.listeners}>"
-        )
-
-    @property
-    def listeners(self) -> int:
-        """How many clients are attached (streaming the run, or about to)."""
-        return len(self._connected)
-
-    @property
-    def count(self) -> int:
-        """How many events the run has produced so far."""
-        return self._dropped + len(self._frames)
-
-    @property
-    def status(self) -> str:
-        return self.run.status if self.run is not None else "pending"
-
-    # -- the sink side (called by emit, in order, under the run's lock) ----------
-
-    def open(self, run: Run) -> None:
-        self.run = run
-        self.id = run.id
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-
-    def send(self, event: Event) -> None:
-        terminal = event.terminal and event.run_id == self.id
-        index = self.count
-        frame = sse_frame(event, event.to_json(), self.id, index)
+    def add(self, delta: int) -> None:
         with self._lock:
-            frames = self._frames
-            frames.append(frame)
-            if len(frames) > self._replay_size + self._slack:
-                self._evict()
-            if terminal:
-                self.ended = True
-            parked, self._parked = self._parked, []
-        if terminal:  # always on the run's own loop: the run's task emits it
-            self.ended_at = time.monotonic()
-            self.hub._ended(self)
-        if parked:
-            if threading.get_ident() == self._loop_thread:
-                # Written by flush(), which emit calls once it has released the run's
-                # lock: a write runs middleware code, which may itself emit.
-                self._unwritten.extend((listener, frame, index) for listener in parked)
-            else:
-                assert self._loop is not None
-                with contextlib.suppress(RuntimeError):  # the loop has closed
-                    self._loop.call_soon_threadsafe(_wake_all, parked)
-
-    def flush(self) -> None:
-        """Write the events just sent to the listeners that were waiting for them (or wake them).
-
-        Called by emit after ``send`` once the run's lock is released, in the emitting
-        thread; only the loop's thread has anything to write.
-        """
-        if not self._unwritten or threading.get_ident() != self._loop_thread:
+            self.used += delta
+            reclaim = self.used > self.limit and not self._scheduled
+            if reclaim:
+                self._scheduled = True
+        if not reclaim:
             return
-        unwritten, self._unwritten = self._unwritten, []
-        for i, (listener, frame, index) in enumerate(unwritten):
-            try:
-                listener._write(frame, index)
-            except BaseException:  # KeyboardInterrupt in a write: wake the rest, then raise
-                _wake_all([later for later, _, _ in unwritten[i + 1 :]])
-                raise
+        if threading.get_ident() == self.loop_thread or self.loop is None:
+            self.reclaim()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self.loop.call_soon_threadsafe(self.reclaim)
 
-    def _evict(self) -> None:
-        """Drop the oldest frames down to ``replay_size`` (caller holds the lock).
-
-        Frames a connected listener has not read yet stay (so a client that is
-        merely slow loses nothing) unless it is more than four buffers behind:
-        then it is cut off, and told so.
-        """
-        frames = self._frames
-        keep_from = self._dropped + len(frames) - self._replay_size
-        behind = [lis.position for lis in self._connected if lis.position < keep_from]
-        if behind and min(behind) >= keep_from - 3 * self._replay_size:
-            keep_from = min(behind)
-        drop = keep_from - self._dropped
-        if drop > 0:
-            del frames[:drop]
-            self._dropped += drop
-
-    # -- the listener side -------------------------------------------------------
-
-    def listen(self, after: int = -1) -> Listener:
-        """A listener of the events after position *after* (-1: from the first)."""
-        if after + 1 < self._dropped:
-            raise ApiError(
-                410,
-                "expired",
-                f"run {self.id}'s events before #{self._dropped} are no longer buffered (the "
-                f"replay buffer keeps the last {self._replay_size}); resume from a later id or "
-                "start a new run",
-            )
-        if after >= self.count:
-            raise ApiError(
-                400,
-                "bad_event_id",
-                f"run {self.id} has sent {self.count} events (ids {self.id}:0 to "
-                f"{self.id}:{self.count - 1}); Last-Event-ID {self.id}:{after} is past the end",
-            )
-        return Listener(self, after + 1)
-
-    def _attach(self, listener: Listener) -> None:
-        with self._lock:
-            self._connected.add(listener)
-
-    def _detach(self, listener: Listener) -> None:
-        with self._lock:
-            self._connected.discard(listener)
-        if not self._connected and self.on_disconnect == "cancel" and not self.ended:
-            assert self.run is not None
-            self.run.cancel("the client disconnected")
-
-    def _read(self, listener: Listener) -> tuple[list[bytes], asyncio.Future[None] | None]:
-        """The frames the listener has not had (advancing it), or a future for the next one.
-
-        Checking for frames and parking the listener happen under one lock, so an
-        event sent from another thread in between cannot slip past a sleeping listener.
-        """
-        with self._lock:
-            if listener.position < self._dropped:
-                raise _FellBehind
-            frames = self._frames[listener.position - self._dropped :]
-            waiter = None
-            if frames:
-                listener.position += len(frames)
-            elif not self.ended:
-                assert self._loop is not None  # open() ran before anyone could listen
-                waiter = listener._waiter = self._loop.create_future()
-                self._parked.append(listener)
-            return frames, waiter
-
-    def _wrote(self, listener: Listener, position: int, park: bool) -> bool:
-        """*listener* was written up to *position*; park it again (if *park*) unless there is more.
-
-        True if parked: the run's end, or an event newer than *position*, wakes it.
-        """
-        with self._lock:
-            listener.position = position
-            if not park or position < self.count or self.ended:
-                return False
-            self._parked.append(listener)
-            return True
-
-    def describe(self) -> dict[str, JSON]:
-        return {
-            "run_id": self.id,
-            "agent": self.agent,
-            "status": self.status,
-            "events": self.count,
-            "listeners": self.listeners,
-            "on_disconnect": self.on_disconnect,
-        }
-
-
-class Listener:
-    """One client's read position in a served run; counts as a listener until closed.
-
-    ``async for frames in listener`` yields lists of new SSE frames (all that
-    are waiting, so a fast run is sent in few writes) and ends after the run's own
-    terminal event. ``close()`` is idempotent and must be called (the responses
-    call it in a ``finally``): it applies the run's ``on_disconnect`` policy.
-
-    *writer*, if set, makes the write of one frame to the client (an ASGI
-    ``send(...)``, not yet begun). ``emit`` begins it while the listener's task
-    waits in ``async for`` (so nothing else is writing to that client), as that
-    task (see ``start_eagerly``); if it has to wait, the task finishes it. One task
-    iterates a listener: the first to wait in it.
-    """
-
-    def __init__(self, served: ServedRun, position: int) -> None:
-        self.served = served
-        self.position = position  # the next frame to send it (changed under the run's lock)
-        self.closed = False
-        self.expired = False  # ended because it fell further behind than the buffer keeps
-        self.writer: Callable[[bytes], Awaitable[None]] | None = None
-        self._waiter: asyncio.Future[None] | None = None  # while parked
-        self._task: asyncio.Task[Any] | None = None  # the task reading this listener
-        self._context: contextvars.Context | None = None  # its writes' context
-        self._pending: Pending | None = None  # a write begun in emit that had to wait
-        self._hot = False  # written from emit in this loop step already
-        served._attach(self)
-
-    def _wake(self) -> None:
-        """Wake the parked listener's task: there is something new to read."""
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():  # (done: the task was cancelled)
-            waiter.set_result(None)
-
-    def _write(self, frame: bytes, index: int) -> None:
-        """Frame #*index* is new (emitted on the loop): write it to the client, or wake the task.
-
-        Called with the listener parked. The first event of a loop step is written
-        here, as the listener's task, and the listener stays parked; a later one in
-        the same step, or one whose write has to wait, wakes the listener's task.
-        """
-        waiter = self._waiter
-        if waiter is None or waiter.done():  # the listener's task was cancelled
-            return
-        writer, task, context = self.writer, self._task, self._context
-        if (
-            writer is None
-            or task is None
-            or context is None
-            or self._hot
-            or self.closed
-            or index != self.position
-        ):
-            waiter.set_result(None)
-            return
+    def reclaim(self) -> None:
+        """Give up buffered events until the budget holds (steps 1 to 3 of the module)."""
         try:
-            pending = start_eagerly(writer(frame), task, context)
-        except (Exception, asyncio.CancelledError) as exc:
-            if not waiter.done():  # the listener's task raises it, as if its own write had
-                waiter.set_exception(exc)
+            self._reclaim()
+        finally:
+            with self._lock:
+                self._scheduled = False
+
+    def _reclaim(self) -> None:
+        # Down to a low-water mark, so that a full budget is not reclaimed at every event.
+        goal = self.limit - self.limit // 8
+        hub = self.hub
+        while self.used > goal and hub._finished:
+            hub._evict_oldest_finished()  # (its add() does not reclaim: one is scheduled)
+        if self.used <= goal:
             return
-        except BaseException:  # KeyboardInterrupt and the like: for emit's caller
-            if not waiter.done():
-                waiter.set_exception(ConnectionAbortedError("the write to the client was cut"))
-            raise
-        self._pending = pending  # the listener's task finishes it
-        if self.served._wrote(self, index + 1, park=pending is None and not waiter.done()):
-            self._hot = True
-            waiter.get_loop().call_soon(self._cool)
-        elif not waiter.done():  # the write waits for the socket, or there is more to read
-            waiter.set_result(None)
-
-    def _cool(self) -> None:
-        self._hot = False
-
-    def __aiter__(self) -> AsyncIterator[list[bytes]]:
-        return self._batches()
-
-    async def _batches(self) -> AsyncIterator[list[bytes]]:
-        served = self.served
-        while not self.closed:
-            try:
-                frames, waiter = served._read(self)
-            except _FellBehind:
-                # Too far behind (a stalled client): end; a resume answers 410 and says why.
-                self.expired = True
+        live = sorted(hub.live, key=lambda s: s.buffer.nbytes, reverse=True)
+        for served in live:
+            excess = self.used - goal
+            if excess <= 0:
                 return
-            if frames:
-                yield frames
-            elif waiter is None:
-                return  # the run has ended and everything was sent
-            else:
-                if self._task is None and EAGER:  # the first wait: emit may write as this task
-                    self._task = asyncio.current_task()
-                    self._context = contextvars.copy_context()
-                try:
-                    await waiter
-                except BaseException as exc:
-                    pending, self._pending = self._pending, None
-                    if pending is None:
-                        raise
-                    if isinstance(exc, GeneratorExit):
-                        pending.close()
-                        raise
-                    # Cancelled while a write begun in emit waited: the write gets the
-                    # cancellation where it waits, as if this task had been in it, and
-                    # ends its own way (a middleware's timeout may turn it into an error).
-                    await pending.throw(exc)
-                    continue
-                self._waiter = None
-                pending, self._pending = self._pending, None
-                if pending is not None:
-                    await pending  # a write begun in emit, waiting for the socket to drain
+            self.add(-served.buffer.trim(max(served.buffer.nbytes - excess, 0)))
+        while self.used > self.limit:
+            behind = max(live, key=lambda s: s.buffer.behind(), default=None)
+            if behind is None or not behind.buffer.behind():
+                return  # what is left, every connected client still needs right now
+            self.add(-behind.buffer.cut_slowest())
+            behind.wake_all()
 
-    async def ws_messages(self) -> AsyncIterator[list[str]]:
-        """The batches as WebSocket text frames (the JSON cut from each SSE frame)."""
-        run_id = self.served.id
-        async for frames in self:
-            n = self.position - len(frames)
-            yield [ws_event(sse_data(frame), run_id, n + i) for i, frame in enumerate(frames)]
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.writer = None
-            self.served._detach(self)
-
-
-async def _quietly(wait: Awaitable[object]) -> None:
-    with contextlib.suppress(Exception):  # every outcome is fine here: its event was sent
-        await wait
+    def live_bytes(self) -> int:
+        return sum(s.buffer.nbytes for s in self.hub.live)
 
 
 class RunHub:
@@ -398,16 +109,25 @@ class RunHub:
         replay_size: int = 10_000,
         keep_finished: int = 1000,
         keep_seconds: float = 300.0,
+        max_buffer: int = 256 * MiB,
+        replay_bytes: int | None = None,
     ) -> None:
         if replay_size < 1:
             raise ValueError(f"replay_size must be at least 1, got {replay_size}")
+        if max_buffer < MiB:
+            raise ValueError(f"max_buffer must be at least 1 MiB, got {max_buffer}")
         self._agents = dict(agents) if agents is not None else None
         self.replay_size = replay_size
+        self.replay_bytes = replay_bytes if replay_bytes is not None else max_buffer // 8
+        if self.replay_bytes < 1:
+            raise ValueError(f"replay_bytes must be at least 1, got {replay_bytes}")
         self.keep_finished = keep_finished
         self.keep_seconds = keep_seconds
+        self.budget = Budget(self, max_buffer)
         self.closing = False
         self._runs: dict[str, ServedRun] = {}
         self._finished: OrderedDict[str, ServedRun] = OrderedDict()
+        self._evicted: OrderedDict[str, None] = OrderedDict()
         self._clock: Callable[[], float] = time.monotonic
 
     @property
@@ -421,22 +141,29 @@ class RunHub:
         try:
             return self.agents[name]
         except KeyError:
-            known = ", ".join(sorted(self.agents)) or "none"
-            raise ApiError(
-                404, "unknown_agent", f"no agent named {name!r} here; the agents are: {known}"
-            ) from None
+            raise UnknownAgent(name, self.agents) from None
 
     def start(
         self, agent: str, args: tuple[JSON, ...] = (), on_disconnect: OnDisconnect = "cancel"
     ) -> ServedRun:
         """Start *agent* with *args* (the request's input, or nothing); must run on the loop."""
         if self.closing:
-            raise ApiError(
-                503, "shutting_down", "the server is shutting down; start runs elsewhere"
-            )
+            raise ShuttingDown
         info = self.agent(agent)
         self._purge()
-        served = ServedRun(self, info.name, on_disconnect, self.replay_size)
+        budget = self.budget
+        budget.loop = asyncio.get_running_loop()
+        budget.loop_thread = threading.get_ident()
+        live_bytes = budget.live_bytes()
+        if live_bytes + self.replay_bytes > budget.limit:
+            raise OverBudget(live_bytes, budget.limit, len(self.live))
+        buffer = ReplayBuffer(
+            keep_count=self.replay_size,
+            keep_bytes=self.replay_bytes,
+            lag_count=4 * self.replay_size,
+            lag_bytes=2 * self.replay_bytes,
+        )
+        served = ServedRun(self, info.name, on_disconnect, buffer)
         start(info.fn, *args, sink=served, name=info.name)
         self._runs[served.id] = served
         return served
@@ -446,12 +173,16 @@ class RunHub:
         try:
             return self._runs[run_id]
         except KeyError:
-            raise ApiError(
-                404,
-                "unknown_run",
-                f"no run {run_id!r} here: it never existed, or it ended more than "
-                f"{self.keep_seconds:g} s ago and was forgotten",
-            ) from None
+            if run_id in self._evicted:
+                raise Expired.evicted(run_id, self.budget.limit) from None
+            raise UnknownRun(run_id, self.keep_seconds) from None
+
+    def expired(self, served: ServedRun, first: int) -> Expired:
+        """The 410 for a position of *served* that its buffer no longer holds."""
+        if served.buffer.first > 0 and not served.buffer.nbytes:
+            return Expired.evicted(served.id, self.budget.limit)
+        keeps = f"the last {self.replay_size} events and at most {self.replay_bytes / MiB:g} MiB"
+        return Expired.position(served.id, first, keeps)
 
     @property
     def live(self) -> list[ServedRun]:
@@ -468,8 +199,19 @@ class RunHub:
             oldest = next(iter(finished.values()))
             if len(finished) <= self.keep_finished and oldest.ended_at > horizon:
                 break
-            finished.popitem(last=False)
-            self._runs.pop(oldest.id, None)
+            self._forget(finished.popitem(last=False)[1])
+
+    def _evict_oldest_finished(self) -> None:
+        served = self._finished.popitem(last=False)[1]
+        self._forget(served)
+        self._evicted[served.id] = None
+        while len(self._evicted) > _TOMBSTONES:
+            self._evicted.popitem(last=False)
+        served.wake_all()  # a listener still reading it sees the frames are gone
+
+    def _forget(self, served: ServedRun) -> None:
+        self._runs.pop(served.id, None)
+        self.budget.add(-served.buffer.clear())
 
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the live ones: their streams end with ``cancelled``."""
@@ -487,3 +229,8 @@ class RunHub:
             _done, pending = await asyncio.wait(waits, timeout=_SHUTDOWN_WAIT)
             for wait in pending:  # an agent that ignores cancellation: stop waiting for it
                 wait.cancel()
+
+
+async def _quietly(wait: Awaitable[object]) -> None:
+    with contextlib.suppress(Exception):  # every outcome is fine here: its event was sent
+        await wait

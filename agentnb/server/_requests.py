@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from .._events import JSON
 from ._errors import ApiError
-from ._hub import OnDisconnect
+from ._served import OnDisconnect
 
 __all__ = ["StartRequest", "decode_json", "parse_start", "read_json"]
 

@@ -13,9 +13,9 @@ import json
 from sse_starlette import ServerSentEvent
 
 from .._events import JSON, Event
+from ._errors import BadEventId
 
 __all__ = [
-    "BadEventId",
     "event_id",
     "parse_event_id",
     "sse_data",
@@ -62,10 +62,6 @@ def ws_event(event_json: str, run_id: str, n: int) -> str:
 def ws_message(type: str, **fields: JSON) -> str:
     """Any other WebSocket text frame: ``{"type": type, **fields}``."""
     return json.dumps({"type": type, **fields}, ensure_ascii=False, separators=(",", ":"))
-
-
-class BadEventId(ValueError):
-    """A ``Last-Event-ID`` that is not ``<run id>:<n>`` for the run asked about."""
 
 
 def parse_event_id(value: str, run_id: str) -> int:

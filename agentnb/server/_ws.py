@@ -15,18 +15,21 @@ open). Closing the socket ends its listeners, which cancels the runs it started
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .._events import JSON
 from ._errors import ApiError
-from ._hub import Listener, RunHub
+from ._hub import RunHub
 from ._requests import decode_json, parse_start
-from ._wire import BadEventId, parse_event_id, ws_message
+from ._served import Listener
+from ._wire import parse_event_id, ws_message
 
 __all__ = ["serve_websocket"]
 
@@ -41,12 +44,17 @@ def _same_origin(socket: WebSocket) -> bool:
     return urlsplit(origin).netloc.lower() == socket.headers.get("host", "").lower()
 
 
-async def serve_websocket(socket: WebSocket, hub: RunHub, max_message: int = 1 << 20) -> None:
+async def serve_websocket(
+    socket: WebSocket,
+    hub: RunHub,
+    max_message: int = 1 << 20,
+    send_timeout: float | None = 30.0,
+) -> None:
     if not _same_origin(socket):
         await socket.close(code=1008, reason="cross-origin WebSocket refused")
         return
     await socket.accept()
-    session = _Session(socket, hub, max_message)
+    session = _Session(socket, hub, max_message, send_timeout)
     try:
         await session.receive_loop()
     finally:
@@ -54,16 +62,26 @@ async def serve_websocket(socket: WebSocket, hub: RunHub, max_message: int = 1 <
 
 
 class _Session:
-    def __init__(self, socket: WebSocket, hub: RunHub, max_message: int) -> None:
+    def __init__(
+        self, socket: WebSocket, hub: RunHub, max_message: int, send_timeout: float | None
+    ) -> None:
         self.socket = socket
         self.hub = hub
         self.max_message = max_message
+        self.send_timeout = send_timeout
         self.pumps: set[asyncio.Task[None]] = set()
         self.lock = asyncio.Lock()
 
     async def send(self, text: str) -> None:
         async with self.lock:
-            await self.socket.send_text(text)
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await self.socket.send_text(text)
+            except TimeoutError:
+                # A client that stopped reading: cut off (its runs' on_disconnect applies).
+                with contextlib.suppress(Exception):
+                    await self.socket.close(code=1008, reason="the client stopped reading")
+                raise ConnectionAbortedError("the WebSocket client stopped reading") from None
 
     async def receive_loop(self) -> None:
         while True:
@@ -85,10 +103,16 @@ class _Session:
                     )
                 request = decode_json(data, "the message")
                 if isinstance(request, Mapping):
-                    ref = request.get("ref")
+                    ref = _ref(request.get("ref"))
                 await self.handle(request)
             except ApiError as exc:
-                await self.send(ws_message("error", error=exc.code, message=exc.message, ref=ref))
+                await self.send(exc.ws(ref))
+            except (ConnectionError, WebSocketDisconnect):
+                return
+            except Exception:  # a bug here: say so, and keep the socket and its other runs
+                logger.exception("agentnb: a WebSocket message failed")
+                problem = ApiError(500, "internal_error", "the server failed on this message")
+                await self.send(problem.ws(ref))
 
     async def handle(self, request: Any) -> None:
         kinds = "start, cancel or attach"
@@ -100,7 +124,7 @@ class _Session:
                 '{"type": "start", "agent": "poet", "input": "the sea"}',
             )
         kind = request["type"]
-        ref = request.get("ref")
+        ref = _ref(request.get("ref"))
         if kind == "start":
             fields = {k: v for k, v in request.items() if k not in ("type", "ref")}
             start = parse_start(fields, what="a start message")
@@ -118,10 +142,7 @@ class _Session:
                 raise ApiError(
                     422, "bad_request", '"last_event_id" must be a string "<run id>:<n>"'
                 )
-            try:
-                after = parse_event_id(last, run_id) if last else -1
-            except BadEventId as exc:
-                raise ApiError(400, "bad_event_id", str(exc)) from None
+            after = parse_event_id(last, run_id) if last else -1
             await self.follow(served.listen(after), "attached", ref)
         else:
             raise ApiError(422, "bad_request", f"unknown message type {kind!r}; use {kinds}")
@@ -144,18 +165,7 @@ class _Session:
                 for message in messages:
                     await self.send(message)
             if listener.expired:
-                run_id = listener.served.id
-                await self.send(
-                    ws_message(
-                        "error",
-                        error="expired",
-                        message=f"this socket fell too far behind run {run_id} and was "
-                        "cut off; attach again with the last id you got (if it is still "
-                        "buffered) or start a new run",
-                        run_id=run_id,
-                        ref=ref,
-                    )
-                )
+                await self.send(listener.expired_error().ws(ref, run_id=listener.served.id))
         except Exception as exc:  # the socket went away mid-send; receive_loop sees it too
             logger.debug("agentnb: WebSocket send failed: %r", exc)
         finally:
@@ -166,6 +176,32 @@ class _Session:
         for task in pumps:
             task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
+
+
+_REF_DEPTH = 16  # how deeply a ref may nest
+_REF_SIZE = 1024  # and how long its JSON may be
+
+
+def _ref(ref: object) -> JSON:
+    """A message's ``ref``, echoed in the answers to it: any small, shallow JSON value."""
+    depth, level = 0, [ref]
+    while level:  # level by level, without recursion
+        depth += 1
+        inner: list[object] = []
+        for value in level:
+            if isinstance(value, dict):
+                inner.extend(value.values())
+            elif isinstance(value, list):
+                inner.extend(value)
+        level = [value for value in inner if isinstance(value, dict | list)]
+    if depth <= _REF_DEPTH and len(json.dumps(ref)) <= _REF_SIZE:
+        return ref  # type: ignore[return-value]
+    raise ApiError(
+        422,
+        "bad_request",
+        f'"ref" is echoed back to match answers to requests: keep it under {_REF_SIZE} '
+        f"bytes of JSON, nested at most {_REF_DEPTH} deep (a number or a string is best)",
+    )
 
 
 def _run_id(request: Mapping[str, Any]) -> str:
