@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from ._events import Event
@@ -20,27 +22,44 @@ __all__: list[str] = []  # the engine's parts, not public API
 logger = logging.getLogger("agentnb")
 
 
+_TURN = 0.01  # seconds a synchronous sink may hold the loop before the feeder lets others run
+
+
 async def feed(run: Run, outlet: Outlet, delivery: Delivery) -> None:
-    """Deliver *outlet*'s events to one sink, in order, until *run*'s terminal event."""
+    """Deliver *outlet*'s events to one sink, in order, until *run*'s terminal event.
+
+    A synchronous ``send`` runs on the loop: after each ``_TURN`` of them the feeder
+    lets the loop's other tasks run, so a burst does not hold the loop for its
+    whole length. A ``blocking`` sink's ``send`` runs in a worker thread instead.
+    """
     buffer = outlet.buffer
     send = delivery.send
     owner = outlet.owner_id
+    loop = asyncio.get_running_loop()
     failed = False
+    turn_ends = time.monotonic() + _TURN
     try:
         while True:
             while buffer:
                 event = take(outlet)
                 if not failed:
                     try:
-                        result = send(event)
+                        if delivery.blocking:
+                            result = await loop.run_in_executor(None, send, event)
+                        else:
+                            result = send(event)
                         if result is not None and inspect.isawaitable(result):
                             await result
+                        elif time.monotonic() > turn_ends:
+                            await asyncio.sleep(0)
+                            turn_ends = time.monotonic() + _TURN
                     except Exception as exc:  # reported; the other sinks go on
                         failed = True
                         report_sink_error(run, delivery.sink, delivery.label, exc, event)
                 if event.terminal and event.run_id == owner:
                     return
             await outlet.wait()
+            turn_ends = time.monotonic() + _TURN
     finally:
         if delivery.close is not None:
             try:

@@ -9,12 +9,13 @@ async), called once after the run it was given to has ended; and ``maxsize``
 ``agentnb.aemit`` holds the agent back. ``emit`` itself never blocks.
 
 Each sink is fed, in order, from its own queue by its own task, so a slow
-*async* sink stalls neither the agent nor the other sinks. A sink's ``send``
-runs on the event loop: a synchronous ``send`` that blocks (a network call, a
-``time.sleep``) stalls the loop and everything on it, so a sink must not block;
-make it ``async`` (or hand the work to a thread itself). A sink that is still
-busy when its run's caller stops waiting (a timeout, a cancel) gets a second
-more, then is abandoned (see ``SinkStuck``).
+*async* sink stalls neither the agent nor the other sinks. A synchronous
+``send`` runs on the event loop: one that blocks (a network call, a
+``time.sleep``) stalls the loop and everything on it for that long. So a sink
+must not block: make its ``send`` async, or set ``blocking = True`` on it, and
+its plain ``send`` runs in a worker thread (one event at a time, in order). A
+sink that is still busy when its run's caller stops waiting (a timeout, a
+cancel) gets a second more, then is abandoned (see ``SinkStuck``).
 
 A sink with ``inline = True`` is called instead by ``emit`` itself, in the
 emitting thread, while the run's lock is held: for a sink that only files the
@@ -61,6 +62,7 @@ class Delivery:
     close: Callable[[], object] | None
     maxsize: int
     inline: bool = False
+    blocking: bool = False  # its send() runs in a worker thread
 
     @property
     def label(self) -> str:
@@ -89,10 +91,16 @@ def delivery_for(sink: object) -> Delivery:
     if type(maxsize) is not int or maxsize < 0:
         raise InvalidSink(f"{label(sink)}: maxsize must be an int >= 0, got {maxsize!r}")
     inline = getattr(sink, "inline", False) is True
+    blocking = getattr(sink, "blocking", False) is True
     if inline and any(inspect.iscoroutinefunction(f) for f in (send, close)):
         raise InvalidSink(
             f"{label(sink)}: an inline sink is called by emit itself, so its send() and "
             "close() must be plain functions; drop inline = True to have it fed by a task."
+        )
+    if blocking and (inline or inspect.iscoroutinefunction(send)):
+        raise InvalidSink(
+            f"{label(sink)}: blocking = True runs a plain send() in a worker thread; an "
+            "inline sink or an async send() cannot be one."
         )
     return Delivery(
         sink=sink,
@@ -101,6 +109,7 @@ def delivery_for(sink: object) -> Delivery:
         close=close if callable(close) else None,
         maxsize=maxsize,
         inline=inline,
+        blocking=blocking,
     )
 
 

@@ -41,7 +41,9 @@ def run_sync(
     Starts an event loop for the run (``asyncio.run``); Ctrl-C cancels the run,
     whose sinks still get the Cancelled event. Inside a running loop use
     ``await agentnb.run(...)`` instead; in a Jupyter kernel with the notebook
-    front loaded, ``run_sync`` also works there (through a nested loop).
+    front loaded, ``run_sync`` also works there: it nests the kernel's loop with
+    nest-asyncio2, which patches that loop for the rest of the session (the one
+    place agentnb does so; everything else awaits).
     """
     try:
         asyncio.get_running_loop()

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     offsets: list[tuple[float, float]] = []
     with Lab() as lab, sync_playwright() as p:
         cells = [
-            "%load_ext agentnb",
+            "%load_ext agentnb\nimport agentnb.demo",
             SETUP.replace("INTERVAL", repr(args.interval)),
             *(code.format(n=n) for code, _ in WAYS.values()),
         ]

@@ -3,7 +3,7 @@
 ::
 
     with Kernel({"AGENTNB_DEMO_SPEED": "0"}) as k:
-        cell = k.execute("%load_ext agentnb")
+        cell = k.execute("%load_ext agentnb\\nimport agentnb.demo")
         assert cell.ok
         ids = [k.submit(code) for code in cells]   # queued at once, like Run All
         done = [k.wait(i) for i in ids]

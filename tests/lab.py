@@ -3,7 +3,8 @@
 ::
 
     with Lab({"AGENTNB_DEMO_SPEED": "1"}) as lab, sync_playwright() as p:
-        lab.add_notebook("demo.ipynb", ["%load_ext agentnb", "%%agent poet\\nthe sea"])
+        cells = ["%load_ext agentnb\\nimport agentnb.demo", "%%agent poet\\nthe sea"]
+        lab.add_notebook("demo.ipynb", cells)
         browser = launch(p)
         page = browser.new_page()
         open_notebook(page, lab, "demo.ipynb")

@@ -93,7 +93,7 @@ def agent_cell(nb: Any) -> tuple[int, str, str]:
 
 def load_cell(nb: Any) -> int:
     for index, c in enumerate(nb.cells):
-        if c.cell_type == "code" and c.source.strip() == "%load_ext agentnb":
+        if c.cell_type == "code" and c.source.startswith("%load_ext agentnb"):
             return index
     raise AssertionError(f"{QUICKSTART} has no '%load_ext agentnb' cell")
 

@@ -29,7 +29,7 @@ async def test_outside_a_kernel_show_streams_to_the_console_with_one_hint(
 def test_in_a_kernel_without_anywidget_the_magic_streams_to_the_console() -> None:
     with Kernel({"AGENTNB_DEMO_SPEED": "0"}) as k:
         k.run_ok("import sys; sys.modules['anywidget'] = None  # as if it were not installed")
-        k.run_ok("%load_ext agentnb")
+        k.run_ok("%load_ext agentnb\nimport agentnb.demo")
         cell = k.run_ok("%%agent poet\nthe sea")
         assert cell.widget_ids == []  # no live view
         assert "pip install 'agentnb[notebook]'" in cell.stream()

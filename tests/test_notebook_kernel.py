@@ -599,14 +599,58 @@ def test_run_sync_in_a_cell_keeps_the_queued_cells(nested: Kernel) -> None:
     assert k.value("v") == repr(value)
 
 
-def test_run_cell_magic_from_a_cell_keeps_the_queued_cells(nested: Kernel) -> None:
+def test_run_cell_magic_from_a_cell_runs_in_the_background_or_says_what_to_do(
+    nested: Kernel,
+) -> None:
+    # The registered magic cannot await; it nests no loop either: -b starts the run in the
+    # background (queued cells go on), anything else is a UsageError saying what to do.
     k = nested
-    first = k.submit("get_ipython().run_cell_magic('agent', '-o w poet2', 'x')\nprint('done')")
+    first = k.submit("get_ipython().run_cell_magic('agent', '-b -o w poet2', 'x')\nprint('on')")
     queued = [k.submit(f"print('queued', {i})") for i in range(3)]
     cells = assert_ran_in_order(k, [first, *queued])
-    value = local_run("x")[0]
-    assert cells[0].widget_ids == [view_of(k, first)]
-    assert value in cells[0].final["text/plain"]
-    assert cells[0].stream() == "done\n"
+    assert cells[0].stream() == "on\n"
     assert [c.stream() for c in cells[1:]] == [f"queued {i}\n" for i in range(3)]
+    value = local_run("x")[0]
+    k.wait_for(lambda: k.value("'w' in globals()") == "True", 30, "the background result")
     assert k.value("w") == repr(value)
+    text = usage_error(k.execute("get_ipython().run_line_magic('agent', 'poet2 x')"))
+    assert "await agentnb.notebook.show(agent, input)" in text
+    assert "%agent -b" in text
+
+
+def test_a_cell_mixing_code_and_agent_lines_awaits_them_and_patches_no_loop(k: Kernel) -> None:
+    cell = k.run_ok("n = 2\n%agent -o mixed poet2 the reef\nprint('after', n)")
+    value = local_run("the reef")[0]
+    assert cell.widget_ids  # the live view, as for a %%agent cell
+    assert value in cell.final["text/plain"]
+    assert cell.stream().endswith("after 2\n")
+    assert k.value("mixed") == repr(value)
+    # No nested loop, so nothing patched it: the kernel's loop is asyncio's own.
+    patched = "hasattr(type(asyncio.get_running_loop()), '_nest_patched')"
+    assert k.value(patched) == "False"
+
+
+def test_an_agent_line_in_a_function_says_how_to_run_it(k: Kernel) -> None:
+    assert "inside a function" in usage_error(k.execute("def f():\n    %agent poet2 x\nf()"))
+
+
+def test_with_autoawait_off_an_agent_cell_says_to_turn_it_on() -> None:
+    kernel, _ = start()
+    try:
+        kernel.run_ok("%autoawait off")
+        # A UsageError, not a SyntaxError about generated code.
+        assert "%autoawait on" in usage_error(kernel.execute("%%agent poet2\nthe sea"))
+        kernel.run_ok("%autoawait on")
+        assert kernel.run_ok("%%agent poet2\nthe sea").widget_ids
+    finally:
+        kernel.close()
+
+
+def test_the_extension_alone_registers_no_agent() -> None:
+    # The demo agents come from importing agentnb.demo (the tutorials do), not %load_ext.
+    with Kernel({"AGENTNB_DEMO_SPEED": "0"}) as kernel:
+        kernel.run_ok("%load_ext agentnb")
+        assert kernel.value("[a.name for a in __import__('agentnb').list_agents()]") == "[]"
+        assert "no agent named 'poet'" in usage_error(kernel.execute("%agent poet the sea"))
+        kernel.run_ok("import agentnb.demo")
+        assert kernel.run_ok("%agent poet the sea").widget_ids

@@ -197,10 +197,33 @@ def test_agent_cells_become_one_top_level_await(cell: str, line: str, body: str 
     compile(code, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
-def test_agent_lines_among_other_code_are_left_to_ipython() -> None:
-    # Mixed cells run %agent through the registered magic (the nested-loop path):
-    # rewriting lines of arbitrary code could land inside a multi-line string.
+def test_agent_lines_among_other_code_are_awaited_too() -> None:
+    # IPython's own transformer finds the magic lines; each becomes an await, in place.
     cell = "x = 1\n%agent poet the sea\ny = 2"
+    code = ipython(cell)
+    assert awaited_call(code) == ("poet the sea", None)
+    assert code.splitlines()[0] == "x = 1"
+    assert code.splitlines()[2] == "y = 2"
+    compile(code, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "r = %agent poet the sea",
+        "for topic in ['sea', 'wind']:\n    %agent poet the sea",
+        "if True:\n    %agent poet the sea\nelse:\n    pass",
+    ],
+)
+def test_agent_lines_in_statements_are_awaited(cell: str) -> None:
+    code = ipython(cell)
+    assert awaited_call(code) == ("poet the sea", None)
+    compile(code, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def test_an_agent_line_inside_a_function_is_left_to_the_magic() -> None:
+    # await is not allowed there: the registered magic says what to do instead.
+    cell = "def f():\n    %agent poet the sea\n"
     assert ipython(cell) == ipython(cell, with_agentnb=False)
 
 
@@ -310,23 +333,25 @@ def test_terminal_unknown_agent_is_a_usage_error(
 def test_the_registered_magic_works_without_a_running_loop(
     shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # In a terminal IPython no loop runs between cells: a %agent line the transformer
-    # does not rewrite (inside a block), or run_line_magic from code, reaches the
-    # registered magic, which must still run the agent.
+    # In a terminal IPython no loop runs between cells: a %agent line in a block (an
+    # await there too), or run_line_magic from code (the registered magic), must
+    # still run the agent. Its input is the text as typed.
     errors: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = shell.run_cell("for topic in ['hi']:\n    %agent -o r2 echo $topic")  # type: ignore[no-untyped-call]
+        result = shell.run_cell("for topic in ['hi']:\n    %agent -o r2 echo hi")  # type: ignore[no-untyped-call]
         if not result.success:
             errors.append(repr(result.error_in_exec))
         del result
         try:
+            shell.run_line_magic("agent", "-o r3 echo $topic")
             shell.run_line_magic("agent", "--list")
         except RuntimeError as exc:
             errors.append(repr(exc))
         gc.collect()
     assert errors == []
     assert shell.user_ns.get("r2") == "hi"
+    assert shell.user_ns.get("r3") == "hi"  # run_line_magic expands, as IPython does
     assert "poet" in capsys.readouterr().out
     assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -449,3 +451,77 @@ async def test_a_sync_send_that_returns_an_awaitable_is_awaited() -> None:
             if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
                 coro.close()
     assert [e.kind for e in received] == ["status", "text", "done"]
+
+
+# -- sinks that block ------------------------------------------------------------------
+
+
+class Sleepy:
+    """A synchronous sink whose send blocks its thread for a while."""
+
+    def __init__(self, seconds: float, *, blocking: bool) -> None:
+        self.seconds = seconds
+        self.blocking = blocking
+        self.threads: set[int] = set()
+        self.count = 0
+
+    def send(self, event: Event) -> None:
+        self.threads.add(threading.get_ident())
+        time.sleep(self.seconds)
+        self.count += 1
+
+
+async def ticks_during(sink: object, events: int) -> int:
+    """How often another task of the loop got to run while *sink* took *events* events."""
+
+    async def burst() -> None:
+        for i in range(events):
+            agentnb.emit(f"{i} ")
+
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await agentnb.run(burst, sink=sink)
+    stop.set()
+    await task
+    return ticks
+
+
+async def test_a_blocking_sink_runs_in_a_worker_thread_and_the_loop_goes_on() -> None:
+    on_loop = Sleepy(0.005, blocking=False)
+    off_loop = Sleepy(0.005, blocking=True)
+    stalled = await ticks_during(on_loop, 40)
+    free = await ticks_during(off_loop, 40)
+    assert on_loop.count == off_loop.count == 41
+    assert on_loop.threads == {threading.get_ident()}
+    assert threading.get_ident() not in off_loop.threads
+    assert free > 10 * stalled  # the loop ran on while the sink slept in its thread
+
+
+async def test_a_burst_into_a_synchronous_sink_still_lets_other_tasks_run() -> None:
+    # 200 events of 1 ms each: the feeder lets the loop turn every few of them.
+    sink = Sleepy(0.001, blocking=False)
+    ticks = await ticks_during(sink, 200)
+    assert sink.count == 201
+    assert ticks >= 5
+
+
+def test_blocking_is_for_plain_sends_only() -> None:
+    class AsyncBlocking:
+        blocking = True
+
+        async def send(self, event: Event) -> None:
+            pass
+
+    async def agent() -> None:
+        pass
+
+    with pytest.raises(agentnb.InvalidSink, match="blocking = True"):
+        agentnb.run_sync(agent, sink=AsyncBlocking())

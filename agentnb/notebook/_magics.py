@@ -1,17 +1,20 @@
 """``%agent`` / ``%%agent``: run an agent in a notebook cell.
 
-A cell that starts with ``%%agent`` (and a line that is just ``%agent ...``) is
-rewritten, before IPython sees it, into a top-level ``await`` of the run. The
+A cell that starts with ``%%agent``, and every ``%agent`` line of any other cell,
+is rewritten, before IPython runs it, into a top-level ``await`` of the run. The
 kernel then runs the cell as a coroutine on its own loop: queued cells (Run All)
 wait their turn, ``kernel_info`` and widget messages (the stop button) are
-handled while the agent streams, and an interrupt cancels the run. The magic
-registered with IPython serves ``%agent?``, ``%lsmagic`` and the rare calls that
-cannot be awaited (``get_ipython().run_cell_magic(...)``), through a nested loop.
+handled while the agent streams, and an interrupt cancels the run. No loop is
+ever nested and nothing is patched. The magic registered with IPython serves
+``%agent?``, ``%lsmagic`` and the calls that cannot be awaited (a ``%agent``
+inside a function, ``run_line_magic``): there it runs ``--list`` and ``-b``, and
+says what to do for the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import re
 from collections.abc import Callable
@@ -24,9 +27,8 @@ from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 
 from .._exceptions import RunCancelled
 from .._registry import get_agent, list_agents
-from ._nested import run_nested
 
-__all__ = ["AgentMagics", "load_ipython_extension", "run_magic", "transform_cell"]
+__all__ = ["AgentMagics", "load_ipython_extension", "run_background", "run_magic", "transform_cell"]
 
 _VALUE_OPTIONS = {"-o", "--out", "-f", "--format"}
 _FORMATS = ("markdown", "text", "events")
@@ -73,7 +75,14 @@ class AgentMagics(Magics):
             %agent --background poet the wind
             %agent --list
         """
-        run_nested(run_magic(line, cell, self.shell))
+        # A cell that holds %agent became a top-level await of run_magic (see
+        # transform_cell); the magic itself is called only where that could not be.
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a terminal IPython: no loop runs here, so none is nested
+            asyncio.run(run_magic(line, cell, self.shell))
+            return
+        run_background(line, cell, self.shell)
 
 
 def _reorder(tokens: list[str]) -> list[str]:
@@ -151,40 +160,83 @@ def _listing(shell: Any) -> str:
     return "\n".join(rows) if rows else "no agents yet: define one with @agentnb.agent"
 
 
+class _Magic:
+    """A parsed ``%agent`` / ``%%agent``: the agent, its input, and what to do with the result."""
+
+    def __init__(self, line: str, cell: str | None, shell: Any) -> None:
+        self.args = args = _parse(line, cell)
+        self.shell = shell
+        self.fn: Callable[..., Any] | None = None
+        self.text = ""
+        if args.list:
+            return
+        if not args.name:
+            raise UsageError("which agent? Usage: %agent [options] NAME input...  (%agent --list)")
+        self.fn = _find_agent(args.name, shell)
+        self.name = args.name.split(".")[-1]
+        # The input is the text as typed: the cell body without its final line break,
+        # or the rest of the line after the name (spaces and quotes kept).
+        self.text = cell.rstrip("\n") if cell is not None else _raw_input(line)
+
+    def store(self, value: Any) -> None:
+        namespace = getattr(self.shell, "user_ns", None)
+        if self.args.out and namespace is not None:
+            namespace[self.args.out] = value
+
+    def start(self) -> None:
+        """Start the run in the background, streaming into this cell."""
+        from . import _display
+
+        assert self.fn is not None
+        run = _display.start_in_cell(self.fn, self.text, fmt=self.args.format, name=self.name)
+        run.add_done_callback(lambda r: self.store(r.result) if r.status == "done" else None)
+
+
+def run_background(line: str, cell: str | None, shell: Any) -> None:
+    """The magic called where it cannot be awaited: only ``--list`` and ``-b`` can run there."""
+    magic = _Magic(line, cell, shell)
+    if magic.args.list:
+        print(_listing(shell))
+        return
+    if magic.args.background:
+        magic.start()
+        return
+    if not _autoawait():
+        raise UsageError(
+            "%agent runs its cell as a top-level await, and %autoawait is off in this "
+            "notebook: turn it on with `%autoawait on` (or use `%agent -b ...`, which "
+            "streams in the background)"
+        )
+    raise UsageError(
+        "%agent cannot wait for a run here (inside a function, or called through "
+        "run_line_magic / run_cell_magic): use `await agentnb.notebook.show(agent, input)` "
+        "in an async function, or `%agent -b ...` to run it in the background"
+    )
+
+
 async def run_magic(line: str, cell: str | None, shell: Any) -> None:
     """What ``%agent`` / ``%%agent`` do; the cell awaits this."""
     from . import _display
 
     __tracebackhide__ = True  # IPython shows the agent's frames, not these
-    args = _parse(line, cell)
+    magic = _Magic(line, cell, shell)
+    args = magic.args
     if args.list:
         print(_listing(shell))
         return
-    if not args.name:
-        raise UsageError("which agent? Usage: %agent [options] NAME input...  (%agent --list)")
-    fn = _find_agent(args.name, shell)
-    # The input is the text as typed: the cell body without its final line break,
-    # or the rest of the line after the name (spaces and quotes kept).
-    text = cell.rstrip("\n") if cell is not None else _raw_input(line)
-    namespace = getattr(shell, "user_ns", None)
-
-    def store(value: Any) -> None:
-        if args.out and namespace is not None:
-            namespace[args.out] = value
-
+    assert magic.fn is not None
     if args.background and _interactive(shell):
-        run = _display.start_in_cell(fn, text, fmt=args.format, name=args.name.split(".")[-1])
-        run.add_done_callback(lambda r: store(r.result) if r.status == "done" else None)
+        magic.start()
         return
     try:
-        value = await _display.show(fn, text, fmt=args.format, name=args.name.split(".")[-1])
+        value = await _display.show(magic.fn, magic.text, fmt=args.format, name=magic.name)
     except RunCancelled:
         return  # stopped with the button: the cell shows "cancelled"; Run All goes on
     except asyncio.CancelledError:
         # The kernel was interrupted: the run is cancelled and says so; stop here
         # the way an interrupted cell does.
         raise KeyboardInterrupt from None
-    store(value)
+    magic.store(value)
 
 
 def _interactive(shell: Any) -> bool:
@@ -197,7 +249,11 @@ def _interactive(shell: Any) -> bool:
     headless keeps the same final outputs as one run by hand.
     """
     kernel = getattr(shell, "kernel", None)
-    return kernel is None or bool(getattr(kernel, "_allow_stdin", True))
+    get_parent = getattr(kernel, "get_parent", None)  # ipykernel >= 6: the current request
+    if get_parent is None:
+        return True
+    content = (get_parent("shell") or {}).get("content") or {}
+    return bool(content.get("allow_stdin", True))
 
 
 def _raw_input(line: str) -> str:
@@ -215,9 +271,11 @@ def _raw_input(line: str) -> str:
     return ""
 
 
+_AWAIT = f"await __import__({_MODULE!r}, fromlist=['_']).run_magic"
+
+
 def _await_line(line: str, body: str | None) -> str:
-    call = f"run_magic({line!r}, {body!r}, get_ipython())"
-    return f"await __import__({_MODULE!r}, fromlist=['_']).{call}\n"
+    return f"{_AWAIT}({line!r}, {body!r}, get_ipython())\n"
 
 
 def _is_magic(line: str, name: str) -> bool:
@@ -225,37 +283,107 @@ def _is_magic(line: str, name: str) -> bool:
 
 
 def transform_cell(lines: list[str]) -> list[str]:
-    """Input transformer: make ``%%agent`` cells and ``%agent``-only cells top-level awaits.
+    """Input transformer: every ``%%agent`` cell and ``%agent`` line becomes a top-level await.
 
-    A cell that mixes ``%agent`` lines with other code is left to IPython (the
-    registered magic then runs each line through the nested loop): rewriting
-    lines of arbitrary code could land inside a multi-line string.
+    A ``%%agent`` cell is one await of the run. In any other cell, IPython's own
+    transformer says where its ``%agent`` lines are (not inside strings, say):
+    each ``get_ipython().run_line_magic('agent', ...)`` it makes, outside a
+    function or class, becomes an ``await`` of the same run. The input is the
+    text as typed: no ``$name`` or ``{expression}`` expansion, which would mangle
+    prompts that hold braces or dollars. The kernel then runs
+    the cell as a coroutine on its own loop; nothing nests a loop. Left as they
+    are (the registered magic then says what to do): a ``%agent`` inside a
+    function body, and every cell when ``%autoawait`` is off.
     """
-    if not lines:
+    if not lines or not _autoawait():
         return lines
     first = lines[0]
     if _is_magic(first, "%%agent"):
         return [_await_line(first[7:].strip(), "".join(lines[1:]))]
-    stripped = [text.rstrip("\n") for text in lines]
-    if not all(
-        _is_magic(s, "%agent") or not s.strip() or s.lstrip().startswith("#") for s in stripped
-    ):
+    source = "".join(lines)
+    if "%agent" not in source:
         return lines
-    return [
-        _await_line(s[6:].strip(), None) if _is_magic(s, "%agent") else s + "\n" for s in stripped
-    ]
+    code = _magic_finder().transform_cell(source)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return lines  # IPython reports it as usual
+    spans = [_span(call) for call in _magic_calls(tree)]
+    if not spans:
+        return lines
+    rows = code.splitlines(keepends=True)
+    for (row, start, end), line in sorted(spans, reverse=True):
+        text = rows[row]
+        rows[row] = f"{text[:start]}({_AWAIT}({line}, None, get_ipython())){text[end:]}"
+    return rows
+
+
+def _magic_finder() -> Any:
+    """IPython's transformer, but for a line ending in ``?``: ``%agent ... why?`` is a question."""
+    from IPython.core.inputtransformer2 import HelpEnd, TransformerManager
+
+    manager = TransformerManager()
+    manager.token_transformers = [t for t in manager.token_transformers if t is not HelpEnd]
+    return manager
+
+
+def _magic_calls(tree: ast.AST) -> list[ast.Call]:
+    """The ``get_ipython().run_line_magic('agent', '...')`` calls that can be awaited."""
+    found: list[ast.Call] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            return  # not at the top level: await is not allowed (or not run) there
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "run_line_magic"
+            and isinstance(node.func.value, ast.Call)
+            and isinstance(node.func.value.func, ast.Name)
+            and node.func.value.func.id == "get_ipython"
+            and len(node.args) == 2
+            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
+            and node.args[0].value == "agent"  # type: ignore[attr-defined]
+            and node.lineno == node.end_lineno
+        ):
+            found.append(node)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _span(call: ast.Call) -> tuple[tuple[int, int, int], str]:
+    """Where *call* is in its line (0-based row, start, end column) and its argument's repr."""
+    assert call.end_col_offset is not None
+    argument = repr(call.args[1].value)  # type: ignore[attr-defined]
+    return (call.lineno - 1, call.col_offset, call.end_col_offset), argument
+
+
+def _autoawait() -> bool:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is None or bool(getattr(shell, "autoawait", True))
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics and the input transformer (idempotent)."""
+    """Register the magics and the input transformer (idempotent).
+
+    Also lets ``agentnb.run_sync`` work inside the kernel's running loop (through
+    nest-asyncio2, applied only when such a call is made; see ``_nested``).
+    Nothing else: the demo agents are there once ``agentnb.demo`` is imported.
+    """
     from .. import _sync
+    from ._nested import run_nested
 
     ipython.register_magics(AgentMagics)
     transformers = ipython.input_transformers_cleanup
     if transform_cell not in transformers:
         transformers.append(transform_cell)
     _sync.set_nested_runner(run_nested)
-    from .. import demo  # noqa: F401  (the offline demo agents: poet, researcher, ...)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -1,9 +1,12 @@
-"""A nested event loop for the synchronous entry points that cannot be awaited.
+"""A nested event loop for ``agentnb.run_sync`` called inside the kernel's running loop.
 
-Only ``agentnb.run_sync`` called inside the kernel's running loop, and a magic
-invoked where its cell cannot become a top-level ``await``, come here. It uses
-nest-asyncio2 (>= 1.7.4), which keeps ipykernel 7's queued requests (the next
-cell of Run All) instead of losing them as nest_asyncio 1.x does.
+Nothing else comes here (the magics become top-level awaits). ``run_sync`` is a
+synchronous entry point, so in a cell, whose loop is already running, it can
+only block by nesting that loop: nest-asyncio2 (>= 1.7.4) does that, applied to
+the kernel's loop the first time such a call is made (it then stays patched for
+the session; ``await agentnb.run(...)`` needs none of it). It keeps ipykernel
+7's queued requests (the next cell of Run All) instead of losing them as
+nest_asyncio 1.x does.
 """
 
 from __future__ import annotations

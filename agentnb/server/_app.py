@@ -114,7 +114,7 @@ def create_app(
     ping: float = 15.0,
     allowed_hosts: Sequence[str] = LOCAL_HOSTS,
     max_buffer: int = 256 * MiB,
-    send_timeout: float | None = 30.0,
+    send_timeout: float | None = 10.0,
 ) -> FastAPI:
     """A FastAPI app serving *agents* (default: every registered agent, looked up live).
 

@@ -48,7 +48,7 @@ async def serve_websocket(
     socket: WebSocket,
     hub: RunHub,
     max_message: int = 1 << 20,
-    send_timeout: float | None = 30.0,
+    send_timeout: float | None = 10.0,
 ) -> None:
     if not _same_origin(socket):
         await socket.close(code=1008, reason="cross-origin WebSocket refused")
