@@ -471,7 +471,7 @@ class Sleepy:
         self.count += 1
 
 
-async def ticks_during(sink: object, events: int) -> int:
+async def ticks_during(sink: Sleepy, events: int) -> int:
     """How often another task of the loop got to run while *sink* took *events* events."""
 
     async def burst() -> None:
