@@ -98,18 +98,24 @@ def to_json_value(value: object, where: str) -> JSON:
 
 
 def _copy_json(value: object, where: str) -> JSON:
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return value  # type: ignore[return-value]
-    if kind is float:
-        if not math.isfinite(value):  # type: ignore[arg-type]
+    if value is None:
+        return None
+    if isinstance(value, str):  # a subclass (a StrEnum member, say) gives its plain value
+        return value if type(value) is str else str.__str__(value)
+    if isinstance(value, bool):  # before int: bool is one
+        return value
+    if isinstance(value, int):
+        return value if type(value) is int else int.__index__(value)
+    if isinstance(value, float):
+        number = value if type(value) is float else float(value)
+        if not math.isfinite(number):
             raise InvalidEvent(
                 f"{where} is {value!r}, which JSON cannot carry; send None or a string instead."
             )
-        return value  # type: ignore[return-value]
-    if kind is dict or isinstance(value, Mapping):
+        return number
+    if isinstance(value, Mapping):
         out: dict[str, JSON] = {}
-        for key, item in value.items():  # type: ignore[attr-defined]
+        for key, item in value.items():
             if type(key) is not str:
                 if not isinstance(key, str):
                     raise InvalidEvent(
@@ -119,17 +125,9 @@ def _copy_json(value: object, where: str) -> JSON:
                 key = str.__str__(key)  # a StrEnum member, say
             out[key] = _copy_json(item, f"{where}[{key!r}]")
         return out
-    if kind is list or kind is tuple or isinstance(value, list | tuple):
-        items: Sequence[object] = value  # type: ignore[assignment]
-        return [_copy_json(item, f"{where}[{i}]") for i, item in enumerate(items)]
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int.__index__(value)
-    if isinstance(value, float):
-        return _copy_json(float(value), where)
+    if isinstance(value, list | tuple):
+        return [_copy_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    kind = type(value)
     raise InvalidEvent(
         f"{where} is a {kind.__module__}.{kind.__qualname__} ({_short_repr(value)}), which "
         "has no JSON form. Convert it to str, int, float, bool, None, a list or a dict with "
@@ -403,7 +401,9 @@ class ToolCall(Event):
             raise InvalidEvent(
                 f"ToolCall.args must be a dict of the call's arguments, got {_short_repr(args)}."
             )
-        self._args: dict[str, JSON] = to_json_value(dict(args), "ToolCall.args")  # type: ignore[assignment]
+        copied = to_json_value(dict(args), "ToolCall.args")
+        assert isinstance(copied, dict)
+        self._args: dict[str, JSON] = copied
         self._call_id = new_call_id() if call_id is None else _str(call_id, "ToolCall.call_id")
         self._set_stamps(**stamps)
 

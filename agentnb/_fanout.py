@@ -34,16 +34,6 @@ _now = time.time
 _get_ident = threading.get_ident
 
 
-class Tree:
-    """What the runs of one tree share: the lock, and who is inside an inline sink."""
-
-    __slots__ = ("inline_thread", "lock")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.inline_thread = 0  # the thread calling inline sinks under the lock, or 0
-
-
 class InlineSink:
     """An inline sink of a run: called under the lock; one that raises is cut off."""
 
@@ -65,6 +55,7 @@ class Fanout:
         "ending",
         "id",
         "inline",
+        "inline_thread",
         "lock",
         "loop_thread",
         "own",
@@ -75,11 +66,14 @@ class Fanout:
         "tree",
     )
 
-    def __init__(self, run_id: str, path: tuple[str, ...], tree: Tree) -> None:
+    def __init__(self, run_id: str, path: tuple[str, ...], parent: Fanout | None) -> None:
         self.id = run_id
         self.path = path
-        self.tree = tree
-        self.lock = tree.lock
+        # What the runs of one tree share, kept by its root: the lock, and who is
+        # inside an inline sink (the thread calling them under the lock, or 0).
+        self.tree: Fanout = parent.tree if parent is not None else self
+        self.lock: threading.Lock = parent.lock if parent is not None else threading.Lock()
+        self.inline_thread = 0
         # The next seq: emit's (several consumers), or the one consumer's (it stamps).
         self.seq = 0
         self.closed = False  # the run's terminal event has been emitted
@@ -93,7 +87,7 @@ class Fanout:
     def connect(self, own: list[Outlet], inline: list[InlineSink], parent: Fanout | None) -> None:
         """Wire this run's outlets and inline sinks (and its parent's) before it starts."""
         self.own = tuple(own)
-        self.queues = (*own, *(parent.queues if parent else ()))
+        self.queues = (*self.own, *parent.queues) if parent else self.own
         self.inline = (*inline, *(parent.inline if parent else ()))
         one = len(self.queues) == 1 and not self.inline and not self.queues[0].maxsize
         self.single = self.queues[0] if one else None

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from . import _invoke as _invoke_module
 from ._events import JSON, Cancelled, Custom, Done, Error, Event, to_json_value
 from ._exceptions import InvalidEvent, NoActiveRun, RunCancelled, RunClosed, SinkStuck
-from ._fanout import Fanout, InlineSink, Tree
+from ._fanout import Fanout, InlineSink
 from ._feed import feed, report_sink_error
 from ._invoke import invoke
 from ._outlet import Outlet
@@ -50,6 +50,7 @@ SINK_GRACE = 1.0
 """Seconds the sinks get to take a run's last events once its caller stopped waiting."""
 _get_ident = threading.get_ident
 _RUNNER_FILES = frozenset({__file__, _invoke_module.__file__})  # frames a traceback skips
+_NONE: dict[Any, Any] = {}  # the feeders of a run with none (never added to)
 
 
 class Run:
@@ -95,12 +96,12 @@ class Run:
         self.exception: BaseException | None = None
         self.sink_errors: list[tuple[object, Exception]] = []
         self._agent: Callable[..., Any] | None = agent
-        tree = parent._out.tree if parent is not None else Tree()
-        self._out: Fanout = Fanout(self.id, self.path, tree)
+        self._out: Fanout = Fanout(self.id, self.path, parent._out if parent else None)
         self._stream: Outlet | None = None  # the outlet stream() reads, if any
-        self._feeders: dict[asyncio.Task[None], Delivery] = {}  # each sink's feeder task
-        self._inline_closes: list[Delivery] = []
-        self._children: set[Run] = set()
+        # Each sink's feeder task; the inline sinks that have close() (none: shared empties).
+        self._feeders: dict[asyncio.Task[None], Delivery] = _NONE
+        self._inline_closes: list[Delivery] | tuple[()] = ()
+        self._children: set[Run] | None = None  # its live child runs (made with the first)
         self._task: asyncio.Task[None] | None = None
         self._stop_reason = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,6 +187,8 @@ class Run:
                 delivery.open(self)
         own: list[Outlet] = []
         inline: list[InlineSink] = []
+        if any(not d.inline for d in sinks):
+            self._feeders = {}
         if stream_maxsize is not None:
             self._stream = Outlet(self.id, stream_maxsize)
             own.append(self._stream)
@@ -199,10 +202,13 @@ class Run:
                 feed(self, outlet, delivery), name=f"agentnb feed {delivery.label}"
             )
             self._feeders[feeder] = delivery
-        self._inline_closes = [d for d in sinks if d.inline and d.close is not None]
+        if inline:
+            self._inline_closes = [d for d in sinks if d.inline and d.close is not None]
         parent = self.parent
         self._out.connect(own, inline, parent._out if parent else None)
         if parent is not None:
+            if parent._children is None:
+                parent._children = set()
             parent._children.add(self)
         self._status = "running"
         self._task = loop.create_task(
@@ -223,7 +229,7 @@ class Run:
         self._finish("cancelled", Cancelled(self._stop_reason or "cancelled before it started"))
         self._agent = None
         if self.parent is not None:
-            self.parent._children.discard(self)
+            self.parent._forget_child(self)
 
     async def _drive(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         __tracebackhide__ = True  # IPython: show the agent's frames, not the runner's
@@ -254,7 +260,11 @@ class Run:
         finally:
             _current_run.reset(token)
             if self.parent is not None:
-                self.parent._children.discard(self)
+                self.parent._forget_child(self)
+
+    def _forget_child(self, child: Run) -> None:
+        if self._children is not None:
+            self._children.discard(child)
 
     async def _end_children(self) -> bool:
         """Structured concurrency: a run ends after its child runs, never before.
@@ -267,7 +277,8 @@ class Run:
         interrupted = False
         asked: set[Run] = set()
         while True:
-            live = [c for c in self._children if c._task is not None and not c._task.done()]
+            children = self._children or ()
+            live = [c for c in children if c._task is not None and not c._task.done()]
             for child in live:
                 if child not in asked:  # once: a second cancel would cut its clean-up short
                     asked.add(child)
@@ -417,7 +428,7 @@ def result_json(value: object) -> JSON:
         return _safe_repr(value)
 
 
-def _checked(event: object) -> Event:
+def _checked(event: object) -> Event | str:
     if isinstance(event, Event):
         if type(event) is not Custom and Event._kinds.get(event.kind) is not type(event):
             raise InvalidEvent(
@@ -435,7 +446,7 @@ def _checked(event: object) -> Event:
             )
         return event
     if isinstance(event, str):  # a str subclass, e.g. a StrEnum member
-        return str.__str__(event)  # type: ignore[return-value]
+        return str.__str__(event)
     hint = (
         "decode it first (data.decode())"
         if isinstance(event, bytes | bytearray)
