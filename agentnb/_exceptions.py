@@ -1,4 +1,4 @@
-"""Every exception agentnb raises.
+"""The exceptions of agentnb's core (the fronts add theirs, all under ``AgentnbError``).
 
     AgentnbError
     ├── NoActiveRun (LookupError)        emit() or current_run() outside a run

@@ -15,6 +15,7 @@ them these tests fail and say what to install.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -440,3 +441,32 @@ def test_an_unknown_agent_or_a_server_error_shows_as_an_error(page: Page, base: 
     # The page stays usable: a real run after it works.
     start(page, "awkward", "", sample=False)
     assert wait_end(page) == "done"
+
+
+def test_runs_survive_a_dropped_connection_and_go_when_the_page_goes(
+    browser: Browser, base: str
+) -> None:
+    # The page resumes after a drop, so it starts runs that a drop does not cancel,
+    # and cancels them itself when it is left.
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    try:
+        page = context.new_page()
+        bodies: list[str] = []
+        page.on(
+            "request",
+            lambda r: bodies.append(r.post_data or "") if r.url.endswith("/api/stream") else None,
+        )
+        page.goto(base + "/")
+        page.locator("[data-testid=agent]:enabled").wait_for()
+        start(page, "counter", "300", sample=False)
+        wait_for(page, "() => document.body.dataset.runId")
+        run = run_id(page)
+        assert json.loads(bodies[0])["on_disconnect"] == "continue"
+        assert httpx.get(f"{base}/api/runs/{run}").json()["status"] == "running"
+        page.goto("about:blank")  # leave the page (pagehide)
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{base}/api/runs/{run}").json()["status"] != "cancelled":
+            assert time.monotonic() < deadline, "leaving the page did not cancel its run"
+            time.sleep(0.02)
+    finally:
+        context.close()

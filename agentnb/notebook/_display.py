@@ -1,6 +1,9 @@
 """The live view of a run in a notebook cell, and the sink that feeds it.
 
-Wire discipline (see FACTS: the obvious ways are quadratic or hit rate limits):
+Wire discipline. The obvious ways cost too much: ``Output.append_stdout`` re-sends
+every output so far (quadratic: 39 MB for 1,000 chunks), and one message per
+chunk exceeds jupyter_server's default 1,000 messages/s, which it drops
+(``benchmarks/bench_notebook.py`` measures both). So:
 
 * The view is one widget. Events become small display items kept in an
   append-only log; the kernel sends only new items, in batches, as custom

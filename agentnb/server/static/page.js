@@ -5,8 +5,10 @@
 // X-Agentnb-Run-Id header and every event's SSE id is "<run id>:<n>"; if the
 // stream drops before the run's own terminal event (done, error, cancelled),
 // the page resumes with GET api/runs/{id}/events and Last-Event-ID.
-// Agent data only ever reaches the page as text (textContent, text nodes),
-// never as HTML.
+// Runs are started with on_disconnect "continue", so that a dropped connection
+// does not cancel what the page is about to resume; Stop, and leaving the page,
+// cancel the run explicitly. Agent data only ever reaches the page as text
+// (textContent, text nodes), never as HTML.
 
 const RETRIES = 5; // resume attempts in a row without receiving anything
 const RETRY_MS = 300; // first pause before resuming; doubles each time
@@ -147,6 +149,13 @@ class Page {
       }
     });
     this.stopButton.addEventListener("click", () => this.stop());
+    // Leaving the page: the run it started goes with it (a keepalive request outlives the page).
+    window.addEventListener("pagehide", () => {
+      const run = this.run;
+      if (run && run.id && !run.ended) {
+        fetch(`api/runs/${encodeURIComponent(run.id)}/cancel`, { method: "POST", keepalive: true });
+      }
+    });
     this.agent.addEventListener("change", () => this.describeAgent());
   }
 
@@ -224,7 +233,9 @@ class Page {
       response = await fetch("api/stream", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify({ agent: run.agent, input: this.input.value }),
+        // "continue": a dropped connection must not cancel the run this page resumes;
+        // the page cancels it itself (Stop, or leaving the page).
+        body: JSON.stringify({ agent: run.agent, input: this.input.value, on_disconnect: "continue" }),
         cache: "no-store",
       });
     } catch (err) {
