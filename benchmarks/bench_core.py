@@ -39,9 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
-import agentnb
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the harness package, at the repository's root
+
+import agentnb  # noqa: E402
+from harness.report import Table, met  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -135,24 +137,11 @@ class Comparison:
         return statistics.median(self.subject) / statistics.median(self.baseline)
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of the summary table."""
-
-    measure: str
-    agentnb: str
-    baseline: str
-    ratio: str
-    goal: str
-    met: str
+Row: TypeAlias = tuple[str, str, str, str, str, str]  # a line of the summary table
 
 
 def _met(median: float, best: float, limit: float) -> str:
-    if median <= limit:
-        return "yes"
-    if best <= limit:
-        return "best only"
-    return "no"
+    return met(median <= limit, best <= limit)
 
 
 def _fmt_time(ns: float) -> str:
@@ -465,7 +454,7 @@ async def run_async(sizes: Sizes) -> list[Row]:
         )
         _print_comparison(c, "emit -> agentnb.stream", "put_nowait -> await get()")
         rows.append(
-            Row(
+            (
                 f"per event, {shape}",
                 f"{c.subject_median():.0f} ns",
                 f"{c.baseline_median():.0f} ns",
@@ -494,7 +483,7 @@ async def run_async(sizes: Sizes) -> list[Row]:
     )
     _print_comparison(c, "agentnb.stream runs", "task + queue + task pairs")
     rows.append(
-        Row(
+        (
             f"{runs:,} concurrent runs",
             _fmt_time(statistics.median(c.subject)),
             _fmt_time(statistics.median(c.baseline)),
@@ -512,7 +501,7 @@ async def run_async(sizes: Sizes) -> list[Row]:
     print(f"    task + queue + task pair     {pair_bytes:,.0f} bytes each")
     print(f"    ratio                        {run_bytes / pair_bytes:.2f}x")
     rows.append(
-        Row(
+        (
             "bytes per idle run",
             f"{run_bytes:,.0f} B",
             f"{pair_bytes:,.0f} B",
@@ -553,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
     median_ms = statistics.median(c.subject) / 1e6
     best_ms = min(c.subject) / 1e6
     rows.append(
-        Row(
+        (
             "import agentnb",
             f"{median_ms:.1f} ms ({best_ms:.1f} best)",
             f"{statistics.median(c.baseline) / 1e6:.1f} ms",
@@ -565,12 +554,9 @@ def main(argv: list[str] | None = None) -> None:
 
     print()
     print("Summary (medians; the baseline is plain asyncio, measured in the same run)")
-    header = Row("measure", "agentnb", "baseline", "ratio", "goal", "met")
-    table = [header, *rows]
-    widths = [max(len(getattr(r, f)) for r in table) for f in Row.__dataclass_fields__]
-    for r in table:
-        cells = [getattr(r, f) for f in Row.__dataclass_fields__]
-        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)))
+    table = Table("measure", "agentnb", "baseline", "ratio", "goal", "met")
+    table.extend(rows)
+    table.print()
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 

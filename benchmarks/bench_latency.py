@@ -7,7 +7,7 @@ and Debian's ``chromium``)::
     python benchmarks/bench_latency.py --quick    # 40 chunks x 1 round: a smoke test
 
 A JupyterLab server (127.0.0.1, a token, everything in a temporary directory;
-see tests/lab.py) runs a notebook in headless Chromium. An agent defined in the
+see harness/jupyter.py) runs a notebook in headless Chromium. An agent defined in the
 notebook emits N chunks about 50 ms apart; each chunk carries a marker, its
 index and the kernel's ``time.time()`` at the emit (``m17@1732412345.123456``).
 In the page, a ``MutationObserver`` on the cell notes when each marker first
@@ -29,7 +29,6 @@ here is asserted by a test.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -38,18 +37,20 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests/lab.py: the JupyterLab + Chromium harness
+sys.path.insert(0, str(ROOT))  # the harness package, at the repository's root
 
-from tests.lab import (  # noqa: E402
-    Lab,
+from harness.browser import (  # noqa: E402
     Page,
     cell,
     launch,
     open_notebook,
     run_cells,
+    settle,
     sync_playwright,
     wait_cells,
 )
+from harness.jupyter import Jupyter  # noqa: E402
+from harness.report import Table, percentile  # noqa: E402
 
 SETUP = '''import asyncio
 import time
@@ -105,6 +106,10 @@ OBSERVER = """([index, selector]) => {
     observer.observe(node, {subtree: true, childList: true, characterData: true});
     window.__latency = {seen, observer};
 }"""
+ALL_PAINTED = """(n) => {
+    const seen = [...window.__latency.seen.values()];
+    return seen.filter((r) => r.i < n).length >= n && seen.every((r) => r.frame !== null);
+}"""
 GOALS = {"p50": 150.0, "p99": 300.0}
 
 
@@ -115,13 +120,6 @@ class Way:
     dom_latencies: list[float] = field(default_factory=list)  # ms, to the DOM insert
     expected: int = 0
     seen: int = 0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1]
 
 
 def clock_offset(page: Page) -> tuple[float, float]:
@@ -149,7 +147,8 @@ def measure(page: Page, index: int, selector: str, n: int) -> list[dict[str, Any
     started = time.time()
     run_cells(page, index)
     wait_cells(page, timeout=n * 0.2 + 60)
-    page.wait_for_timeout(300)  # the last frames
+    # Every marker seen and painted (its frame stamped); a marker missing is counted below.
+    settle(page, ALL_PAINTED, n, timeout=5)
     records: list[dict[str, Any]] = page.evaluate(
         "() => { window.__latency.observer.disconnect();"
         " return [...window.__latency.seen.values()]; }"
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     ways = {name: Way(name) for name in WAYS}
     offsets: list[tuple[float, float]] = []
-    with Lab() as lab, sync_playwright() as p:
+    with Jupyter() as lab, sync_playwright() as p:
         cells = [
             "%load_ext agentnb\nimport agentnb.demo",
             SETUP.replace("INTERVAL", repr(args.interval)),
@@ -224,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(offsets, key=lambda o: abs(o[0]))
     print(f"clock check: browser - kernel clock = {worst[0]:+.1f} ms (+/- {worst[1]:.1f} ms)")
     print()
-    print("| measure | agentnb (widget) | print (stream) | detail |")
-    print("|---|---|---|---|")
+    figures = Table("measure", "agentnb (widget)", "print (stream)", "detail")
     for label, fn in (
         ("p50, painted", lambda w: percentile(w.latencies, 50)),
         ("p99, painted", lambda w: percentile(w.latencies, 99)),
@@ -235,35 +233,39 @@ def main(argv: list[str] | None = None) -> int:
     ):
         values = [fn(w) if w.latencies else None for w in (agent, base)]
         ratio = f"ratio {values[0] / values[1]:.1f}x" if values[1] and values[0] else ""
-        print(f"| {label} | {fmt_ms(values[0])} | {fmt_ms(values[1])} | {ratio} |")
-    print(f"| markers seen | {agent.seen}/{agent.expected} | {base.seen}/{base.expected} | |")
+        figures.add(label, fmt_ms(values[0]), fmt_ms(values[1]), ratio)
+    figures.add(
+        "markers seen", f"{agent.seen}/{agent.expected}", f"{base.seen}/{base.expected}", ""
+    )
+    figures.print(markdown=True)
 
     print()
     print("Summary")
-    print("| figure | value | goal | met |")
-    print("|---|---|---|---|")
+    summary = Table("figure", "value", "goal", "met")
     met_all = True
     for q, goal in GOALS.items():
         value = percentile(agent.latencies, float(q[1:])) if agent.latencies else None
         met = value is not None and value <= goal
         met_all &= met
-        print(
-            f"| agentnb {q} emit-to-visible | {fmt_ms(value)} | <= {goal:.0f} ms | "
-            f"{'yes' if met else 'NO'} |"
+        summary.add(
+            f"agentnb {q} emit-to-visible",
+            fmt_ms(value),
+            f"<= {goal:.0f} ms",
+            "yes" if met else "NO",
         )
     complete = agent.seen == agent.expected
     met_all &= complete
-    print(
-        f"| agentnb markers seen | {agent.seen}/{agent.expected} | all | "
-        f"{'yes' if complete else 'NO'} |"
+    summary.add(
+        "agentnb markers seen", f"{agent.seen}/{agent.expected}", "all", "yes" if complete else "NO"
     )
     for q in ("p50", "p99"):
         a = percentile(agent.latencies, float(q[1:])) if agent.latencies else None
         b = percentile(base.latencies, float(q[1:])) if base.latencies else None
         ratio = f"{a / b:.1f}x" if a and b else "-"
-        print(
-            f"| {q} agentnb / print baseline | {ratio} ({fmt_ms(a)} / {fmt_ms(b)}) | reported | - |"
+        summary.add(
+            f"{q} agentnb / print baseline", f"{ratio} ({fmt_ms(a)} / {fmt_ms(b)})", "reported", "-"
         )
+    summary.print(markdown=True)
     print(f"\nall goals met: {'yes' if met_all else 'NO'}")
     return 0
 

@@ -51,33 +51,25 @@ import importlib.util
 import inspect
 import itertools
 import json
-import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
-
-import zmq
-from jupyter_client.jsonutil import json_default
-from jupyter_client.manager import KernelManager
-from jupyter_client.session import Session
-from tornado.httpclient import HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
-
-import agentnb
+from typing import Any, TextIO, TypeAlias
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the harness package, at the repository's root
+
+import agentnb  # noqa: E402
+from harness.jupyter import Jupyter, KernelSocket  # noqa: E402
+from harness.kernel import WIDGET_MIME, IOPub, Kernel, Msg  # noqa: E402
+from harness.report import Table, yes  # noqa: E402
+
 CHUNK_BYTES = 20
 BYTES_GOAL = 400_000
 SINK_TIME_GOAL_MS = 50.0
@@ -321,96 +313,12 @@ def kernel_setup(max_chunks: int) -> str:
     )
 
 
-# -- capturing IOPub ---------------------------------------------------------------
+# -- the messages (harness.kernel's dicts, each with its "nbytes" on the wire) ----------
 
 
-@dataclass
-class Msg:
-    """One IOPub message as it came off the wire."""
-
-    msg_type: str
-    msg_id: str
-    parent_id: str | None
-    date: float  # the kernel's header date, seconds since the epoch
-    nbytes: int
-    content: dict[str, Any] | None  # None: not kept (a naive way's large message)
-
-
-def _epoch(date: str) -> float:
-    return datetime.fromisoformat(date).timestamp()
-
-
-class IOPubCapture:
-    """Every message of a kernel's IOPub socket, read by a separate SUB socket in a thread."""
-
-    def __init__(self, url: str) -> None:
-        self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.SUB)
-        self._sock.setsockopt(zmq.RCVHWM, 0)  # never drop on our side
-        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sock.connect(url)
-        self._by_parent: dict[str | None, list[Msg]] = {}
-        self._cond = threading.Condition()
-        self._stop = False
-        self.keep_content = True
-        self.total = 0
-        self._thread = threading.Thread(target=self._read, name="iopub-capture", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        while not self._stop:
-            if not poller.poll(50):
-                continue
-            frames = self._sock.recv_multipart()
-            try:
-                parts = frames[frames.index(b"<IDS|MSG>") + 1 :]
-            except ValueError:
-                continue  # an XPUB welcome or other non-message
-            # parts: signature, header, parent_header, metadata, content, *buffers
-            header = json.loads(parts[1])
-            parent = json.loads(parts[2])
-            raw = parts[4]
-            keep = self.keep_content or len(raw) < 4096 or header["msg_type"] == "status"
-            msg = Msg(
-                msg_type=header["msg_type"],
-                msg_id=header["msg_id"],
-                parent_id=parent.get("msg_id"),
-                date=_epoch(header["date"]),
-                nbytes=sum(len(p) for p in parts[1:]),
-                content=json.loads(raw) if keep else None,
-            )
-            with self._cond:
-                self._by_parent.setdefault(msg.parent_id, []).append(msg)
-                self.total += 1
-                self._cond.notify_all()
-
-    def of(self, parent_id: str) -> list[Msg]:
-        with self._cond:
-            return list(self._by_parent.get(parent_id, []))
-
-    def wait_idle(self, parent_id: str, timeout: float) -> bool:
-        def idle() -> bool:
-            return any(
-                m.msg_type == "status"
-                and m.content is not None
-                and m.content.get("execution_state") == "idle"
-                for m in self._by_parent.get(parent_id, [])
-            )
-
-        with self._cond:
-            return self._cond.wait_for(idle, timeout)
-
-    def wait_any(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.total > 0, timeout)
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join()
-        self._sock.close(linger=0)
-        self._ctx.term()
+def _date(m: Msg) -> float:
+    """The kernel's header date of *m*, in seconds since the epoch."""
+    return float(m["header"]["date"].timestamp())
 
 
 # -- the figures of one cell ---------------------------------------------------------
@@ -435,7 +343,7 @@ class Cell:
 
     @property
     def nbytes(self) -> int:
-        return sum(m.nbytes for m in self.msgs)
+        return sum(m["nbytes"] for m in self.msgs)
 
     @property
     def lost_in_kernel(self) -> int:
@@ -444,25 +352,25 @@ class Cell:
     def by_type(self) -> dict[str, tuple[int, int]]:
         out: dict[str, tuple[int, int]] = {}
         for m in self.msgs:
-            n, b = out.get(m.msg_type, (0, 0))
-            out[m.msg_type] = (n + 1, b + m.nbytes)
+            n, b = out.get(m["msg_type"], (0, 0))
+            out[m["msg_type"]] = (n + 1, b + m["nbytes"])
         return out
 
     def comm_open_bytes(self) -> int:
-        return sum(m.nbytes for m in self.msgs if m.msg_type == "comm_open")
+        return sum(m["nbytes"] for m in self.msgs if m["msg_type"] == "comm_open")
 
     def comm_opens(self) -> str:
         """Each comm_open of the cell: the widget model it creates, and its bytes."""
         parts = []
         for m in self.msgs:
-            if m.msg_type == "comm_open":
-                state = (m.content or {}).get("data", {}).get("state", {})
-                parts.append(f"{state.get('_model_name', '?')} {m.nbytes:,} B")
+            if m["msg_type"] == "comm_open":
+                state = (m["content"] or {}).get("data", {}).get("state", {})
+                parts.append(f"{state.get('_model_name', '?')} {m['nbytes']:,} B")
         return " + ".join(parts)
 
     def span_seconds(self) -> float:
         """From the first to the last message of the cell (busy -> idle), by the kernel's dates."""
-        dates = [m.date for m in self.msgs]
+        dates = [_date(m) for m in self.msgs]
         return max(dates) - min(dates)
 
     def sink(self) -> dict[str, Any]:
@@ -491,17 +399,17 @@ class Cell:
     def batch_dates(self) -> list[float]:
         """The kernel's dates of the widget's item batches (custom "items" messages)."""
         return [
-            m.date
+            _date(m)
             for m in self.msgs
-            if m.msg_type == "comm_msg"
-            and m.content is not None
-            and m.content["data"].get("method") == "custom"
-            and m.content["data"]["content"].get("t") == "items"
+            if m["msg_type"] == "comm_msg"
+            and m["content"] is not None
+            and m["content"]["data"].get("method") == "custom"
+            and m["content"]["data"]["content"].get("t") == "items"
         ]
 
     def max_per_second(self, msg_type: str | None = None) -> int:
         """The most messages (of *msg_type*, or all) in any 1 s window, by the kernel's dates."""
-        dates = sorted(m.date for m in self.msgs if msg_type is None or m.msg_type == msg_type)
+        dates = sorted(_date(m) for m in self.msgs if msg_type in (None, m["msg_type"]))
         best = 0
         lo = 0
         for hi, d in enumerate(dates):
@@ -515,9 +423,9 @@ def widget_text(msgs: list[Msg]) -> str:
     """The run's own text as the widget receives it: its item batches, put at their offsets."""
     items: list[list[Any]] = []
     for m in msgs:
-        if m.msg_type != "comm_msg" or m.content is None:
+        if m["msg_type"] != "comm_msg" or m["content"] is None:
             continue
-        data = m.content["data"]
+        data = m["content"]["data"]
         if data.get("method") != "custom" or data["content"].get("t") != "items":
             continue
         offset = data["content"]["offset"]
@@ -531,11 +439,11 @@ def widget_text(msgs: list[Msg]) -> str:
 def final_bundle(msgs: list[Msg]) -> dict[str, str]:
     """The last display_data of the cell that is not the widget's view: the final transcript."""
     bundles = [
-        m.content["data"]
+        m["content"]["data"]
         for m in msgs
-        if m.msg_type == "display_data"
-        and m.content is not None
-        and "application/vnd.jupyter.widget-view+json" not in m.content["data"]
+        if m["msg_type"] == "display_data"
+        and m["content"] is not None
+        and WIDGET_MIME not in m["content"]["data"]
     ]
     if not bundles:
         raise RuntimeError("no final transcript (display_data) in the cell's outputs")
@@ -562,65 +470,26 @@ def check_text(msgs: list[Msg], expected: str) -> TextCheck:
     )
 
 
-# -- a kernel driven by jupyter_client ------------------------------------------------
+# -- cells measured in a real kernel (harness.kernel) -----------------------------------
 
 
-def _child_env() -> dict[str, str]:
-    """The kernels import this checkout's agentnb, whatever their working directory."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env["AGENTNB_DEMO_SPEED"] = "0"
-    return env
-
-
-class Kernel:
-    """A real ipykernel; cells go in on the shell channel, IOPub is captured raw."""
+class Bench:
+    """A real ipykernel (every IOPub message captured raw) and the cells measured in it."""
 
     def __init__(self, log: TextIO) -> None:
-        self.km = KernelManager(kernel_name="python3")
-        env = _child_env()
-        self.km.start_kernel(env=env, cwd=str(ROOT), stdout=log, stderr=log)
-        info = self.km.get_connection_info()
-        self.capture = IOPubCapture(f"{info['transport']}://{info['ip']}:{info['iopub_port']}")
-        self.kc = self.km.client()
-        self.kc.start_channels(iopub=False, stdin=False, hb=False, control=False)
-        try:
-            self._ready()
-        except BaseException:
-            self.close()
-            raise
-
-    def _ready(self) -> None:
-        """Wait for the kernel to answer, and for our SUB socket to have joined."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            self.kc.kernel_info()
-            with contextlib.suppress(Exception):
-                self._reply_to(None, timeout=1.0)
-            if self.capture.wait_any(0.5):
-                return
-        raise RuntimeError("the kernel did not start within 60 s")
-
-    def _reply_to(self, msg_id: str | None, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no reply to {msg_id} within {timeout} s")
-            reply: dict[str, Any] = self.kc.get_shell_msg(timeout=left)
-            if msg_id is None or reply["parent_header"].get("msg_id") == msg_id:
-                return reply
+        self.kernel = Kernel({"AGENTNB_DEMO_SPEED": "0"}, log=log)
 
     def execute(self, label: str, code: str, *, keep: bool = True, timeout: float = 120) -> Cell:
-        self.capture.keep_content = keep
-        msg_id = self.kc.execute(code, store_history=False)
-        reply = self._reply_to(msg_id, timeout)
-        content = reply["content"]
+        k = self.kernel
+        k.capture.keep_content = keep
+        msg_id = k.submit(code, store_history=False)
+        k.wait_for(lambda: msg_id in k.replies, timeout, f"the reply to cell {label!r}")
+        content = k.replies[msg_id]["content"]
         if content["status"] != "ok":
             tb = "\n".join(content.get("traceback", []))
             raise RuntimeError(f"cell {label!r} failed: {content.get('ename')}: {tb}")
-        idle = self.capture.wait_idle(msg_id, 10.0)
-        return Cell(label, msg_id, self.capture.of(msg_id), idle)
+        idle = k.capture.wait_idle(msg_id, 10.0)
+        return Cell(label, msg_id, k.capture.of(msg_id), idle)
 
     def measure(self, label: str, code: str, *, keep: bool = True) -> Cell:
         """Execute a measured cell, then ask the kernel what it counted and timed for it."""
@@ -635,38 +504,20 @@ class Kernel:
     def report(self, cell_ids: list[str]) -> dict[str, Any]:
         query = self.execute("report", f"_bench_report({cell_ids!r})")
         text = "".join(
-            m.content["text"]
+            m["content"]["text"]
             for m in query.msgs
-            if m.msg_type == "stream" and m.content is not None and m.content["name"] == "stdout"
+            if m["msg_type"] == "stream"
+            and m["content"] is not None
+            and m["content"]["name"] == "stdout"
         )
         report: dict[str, Any] = json.loads(text)
         return report
 
     def close(self) -> None:
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
-        self.capture.close()
+        self.kernel.close()
 
 
 # -- a real jupyter server, read over its kernel websocket ---------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _ws_decode(raw: str | bytes) -> dict[str, Any]:
-    """A message from the kernel websocket (JSON text, or the legacy binary frame with buffers)."""
-    if isinstance(raw, str):
-        msg: dict[str, Any] = json.loads(raw)
-        return msg
-    nbufs = int.from_bytes(raw[:4], "big")
-    offsets = [int.from_bytes(raw[4 * (i + 1) : 4 * (i + 2)], "big") for i in range(nbufs)]
-    msg = json.loads(raw[offsets[0] : offsets[1] if nbufs > 1 else len(raw)])
-    return msg
 
 
 @dataclass
@@ -690,7 +541,7 @@ class WsCell:
     def lost_to_server(self) -> int:
         """Captured off the kernel's socket but not delivered by the server."""
         got = {m["header"]["msg_id"] for m in self.received}
-        return sum(1 for m in self.direct if m.msg_id not in got)
+        return sum(1 for m in self.direct if m["msg_id"] not in got)
 
     @property
     def idle(self) -> bool:
@@ -704,192 +555,8 @@ class WsCell:
         return bool(RATE_NOTICE.search(self.log))
 
 
-class Server:
-    """``jupyter server`` on 127.0.0.1 with a token, a fresh config (default limits), a kernel."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = _free_port()
-        self.token = uuid.uuid4().hex
-        self.runtime = workdir / "runtime"
-        self.log_path = workdir / "server.log"
-        env = {k: v for k, v in _child_env().items() if not k.startswith("JUPYTER")}
-        # An empty config directory: no jupyter_server_config can change the limits.
-        env["JUPYTER_CONFIG_DIR"] = str(workdir / "config")
-        env["JUPYTER_RUNTIME_DIR"] = str(self.runtime)
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_server",
-                "--no-browser",
-                "--allow-root",
-                f"--ServerApp.token={self.token}",
-                "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.port={self.port}",
-                "--ServerApp.port_retries=0",
-                f"--ServerApp.root_dir={workdir}",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            self._wait_up()
-        except BaseException:
-            self.proc.kill()
-            self.proc.wait()
-            self._log.close()
-            raise
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.url(path),
-            data=data,
-            method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            raw = resp.read()
-        return json.loads(raw) if raw else None
-
-    def _wait_up(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter server exited:\n{self.log_path.read_text()}")
-            try:
-                self._request("GET", "/api/status")
-            except OSError:
-                time.sleep(0.2)
-            else:
-                return
-        raise RuntimeError("jupyter server did not answer within 60 s")
-
-    def start_kernel(self) -> tuple[str, str]:
-        """A new python3 kernel: its id, and the IOPub address from its connection file."""
-        kernel = self._request("POST", "/api/kernels", {"name": "python3"})
-        kid: str = kernel["id"]
-        path = self.runtime / f"kernel-{kid}.json"
-        deadline = time.monotonic() + 30
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        info = json.loads(path.read_text())
-        return kid, f"{info['transport']}://{info['ip']}:{info['iopub_port']}"
-
-    def log_size(self) -> int:
-        self._log.flush()
-        return self.log_path.stat().st_size
-
-    def log_since(self, offset: int) -> str:
-        self._log.flush()
-        with self.log_path.open("rb") as f:
-            f.seek(offset)
-            return f.read().decode(errors="replace")
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._request("POST", "/api/shutdown")
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-
-class WsClient:
-    """The kernel websocket, as a browser uses it (the JSON protocol)."""
-
-    def __init__(self, conn: WebSocketClientConnection) -> None:
-        self.conn = conn
-        self.session = Session(username="bench")
-        self.messages: list[dict[str, Any]] = []
-        self._arrived = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def connect(cls, server: Server, kernel_id: str) -> WsClient:
-        url = (
-            f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels"
-            f"?session_id={uuid.uuid4().hex}"
-        )
-        req = HTTPRequest(url, headers={"Authorization": f"token {server.token}"})
-        conn = await websocket_connect(req, max_message_size=64 * 1024 * 1024)
-        return cls(conn)
-
-    async def _read(self) -> None:
-        while True:
-            raw = await self.conn.read_message()
-            if raw is None:
-                return
-            self.messages.append(_ws_decode(raw))
-            self._arrived.set()
-
-    def send(self, msg_type: str, content: dict[str, Any]) -> str:
-        msg = self.session.msg(msg_type, content)
-        msg["channel"] = "shell"
-        self.conn.write_message(json.dumps(msg, default=json_default))
-        msg_id: str = msg["header"]["msg_id"]
-        return msg_id
-
-    def of(self, msg_id: str, channel: str) -> list[dict[str, Any]]:
-        return [
-            m
-            for m in self.messages
-            if m.get("channel") == channel and m["parent_header"].get("msg_id") == msg_id
-        ]
-
-    def _arrived_yet(self, msg_id: str, channel: str, msg_type: str, state: str = "") -> bool:
-        return any(
-            m["header"]["msg_type"] == msg_type
-            and (not state or m["content"].get("execution_state") == state)
-            for m in self.of(msg_id, channel)
-        )
-
-    async def until(self, msg_id: str, channel: str, msg_type: str, state: str = "") -> None:
-        """Wait until a *msg_type* message (in *state*) answering *msg_id* has arrived."""
-        while True:
-            self._arrived.clear()
-            if self._arrived_yet(msg_id, channel, msg_type, state):
-                return
-            await self._arrived.wait()
-
-    async def execute(self, code: str) -> str:
-        """Execute *code*; return once its reply and its idle status arrived (or 10 s passed)."""
-        content = {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        }
-        msg_id = self.send("execute_request", content)
-        async with asyncio.timeout(120):
-            await self.until(msg_id, "shell", "execute_reply")
-        reply = self.of(msg_id, "shell")[-1]["content"]
-        if reply["status"] != "ok":
-            raise RuntimeError(f"cell failed: {reply.get('ename')}: {reply.get('evalue')}")
-        with contextlib.suppress(TimeoutError):  # a lost idle is reported, not waited for
-            async with asyncio.timeout(10):
-                await self.until(msg_id, "iopub", "status", "idle")
-        return msg_id
-
-    async def close(self) -> None:
-        self.conn.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._reader, 5)
-
-
 async def _ws_cell(
-    ws: WsClient, server: Server, capture: IOPubCapture, label: str, code: str, *, keep: bool
+    ws: KernelSocket, server: Jupyter, capture: IOPub, label: str, code: str, *, keep: bool
 ) -> WsCell:
     capture.keep_content = keep
     before = server.log_size()
@@ -898,7 +565,7 @@ async def _ws_cell(
     await asyncio.sleep(0.5)  # let the server's log catch up
     received = ws.of(msg_id, "iopub")
     direct = capture.of(msg_id)
-    direct_ids = {m.msg_id for m in direct}
+    direct_ids = {m["msg_id"] for m in direct}
     notices = sum(
         1
         for m in received
@@ -917,7 +584,7 @@ async def _ws_cell(
     return WsCell(label, msg_id, received, direct, sent, log, notices)
 
 
-async def _ws_ready(ws: WsClient, capture: IOPubCapture) -> None:
+async def _ws_ready(ws: KernelSocket, capture: IOPub) -> None:
     """Wait until the kernel answers through the server, and our SUB socket has joined."""
     for _ in range(120):
         info_id = ws.send("kernel_info_request", {})
@@ -956,85 +623,56 @@ def _server_limits() -> str:
 
 
 async def server_section(sizes: Sizes, expected: str) -> ServerFigures:
-    with tempfile.TemporaryDirectory(prefix="agentnb-bench-server-") as tmp:
-        server = await asyncio.to_thread(Server, Path(tmp))
+    server = await asyncio.to_thread(Jupyter, {"AGENTNB_DEMO_SPEED": "0"}, ui="server")
+    try:
+        kid, iopub = await asyncio.to_thread(server.start_kernel)
+        capture = IOPub(iopub)
+        ws = await KernelSocket.connect(server, kid)
         try:
-            kid, iopub = await asyncio.to_thread(server.start_kernel)
-            capture = IOPubCapture(iopub)
-            ws = await WsClient.connect(server, kid)
-            try:
-                await _ws_ready(ws, capture)
-                await ws.execute(kernel_setup(max(sizes.burst_chunks, sizes.server_print_chunks)))
-                await ws.execute(AGENTNB_MAGIC.format(n=50))  # warm-up, not measured
-                await ws.execute("_bench_report([])")
-                ours = await _ws_cell(
-                    ws,
-                    server,
-                    capture,
-                    "agentnb %%agent burst",
-                    AGENTNB_MAGIC.format(n=sizes.burst_chunks),
-                    keep=True,
-                )
-                direct_msgs = capture.of(ours.msg_id)
-                received_as_msgs = [
-                    Msg(
-                        m["header"]["msg_type"],
-                        m["header"]["msg_id"],
-                        m["parent_header"].get("msg_id"),
-                        0.0,
-                        0,
-                        m["content"],
-                    )
-                    for m in ours.received
-                ]
-                check = check_text(received_as_msgs, expected)
-                if not check_text(direct_msgs, expected).ok:
-                    check = TextCheck(False, False, False)
-                naive = await _ws_cell(
-                    ws,
-                    server,
-                    capture,
-                    "print(chunk, flush=True)",
-                    NAIVE_PRINT.format(n=sizes.server_print_chunks),
-                    keep=False,
-                )
-            finally:
-                await ws.close()
-                capture.close()
+            await _ws_ready(ws, capture)
+            await ws.execute(kernel_setup(max(sizes.burst_chunks, sizes.server_print_chunks)))
+            await ws.execute(AGENTNB_MAGIC.format(n=50))  # warm-up, not measured
+            await ws.execute("_bench_report([])")
+            ours = await _ws_cell(
+                ws,
+                server,
+                capture,
+                "agentnb %%agent burst",
+                AGENTNB_MAGIC.format(n=sizes.burst_chunks),
+                keep=True,
+            )
+            direct_msgs = capture.of(ours.msg_id)
+            # The websocket's JSON messages, keyed as the kernel's are (msg_type on top).
+            received = [{**m, "msg_type": m["header"]["msg_type"]} for m in ours.received]
+            check = check_text(received, expected)
+            if not check_text(direct_msgs, expected).ok:
+                check = TextCheck(False, False, False)
+            naive = await _ws_cell(
+                ws,
+                server,
+                capture,
+                "print(chunk, flush=True)",
+                NAIVE_PRINT.format(n=sizes.server_print_chunks),
+                keep=False,
+            )
         finally:
-            await asyncio.to_thread(server.close)
+            await ws.close()
+            capture.close()
+    finally:
+        await asyncio.to_thread(server.close)
     return ServerFigures(ours, check, naive, _server_limits())
 
 
 # -- reporting -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Row:
-    figure: str
-    measured: str
-    goal: str
-    met: str
+Row: TypeAlias = tuple[str, str, str, str]  # figure, measured, goal, met
 
 
 def _kb(n: float) -> str:
     if n >= 1e6:
         return f"{n / 1e6:,.1f} MB"
     return f"{n / 1e3:,.1f} KB"
-
-
-def _yes(ok: bool) -> str:
-    return "yes" if ok else "no"
-
-
-def _table(rows: list[Row]) -> None:
-    header = Row("figure", "measured", "goal", "met")
-    table = [header, *rows]
-    names = list(Row.__dataclass_fields__)
-    widths = [max(len(getattr(r, f)) for r in table) for f in names]
-    for r in table:
-        cells = [getattr(r, f) for f in names]
-        print("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
 
 
 def _print_cell(cell: Cell, indent: str = "    ") -> None:
@@ -1053,12 +691,12 @@ class Ways:
 
 
 @contextlib.contextmanager
-def _kernel(log: TextIO) -> Iterator[Kernel]:
-    kernel = Kernel(log)
+def _kernel(log: TextIO) -> Iterator[Bench]:
+    bench = Bench(log)
     try:
-        yield kernel
+        yield bench
     finally:
-        kernel.close()
+        bench.close()
 
 
 @dataclass
@@ -1146,7 +784,7 @@ def _describe_burst(name: str, cells: list[Cell]) -> None:
     print(f"    sink calls in the worst round: {worst.sink()['calls']}")
     print(
         f"    lost at the kernel's IOPub socket: {sum(c.lost_in_kernel for c in cells)}; "
-        f"status idle captured: {_yes(all(c.idle for c in cells))}"
+        f"status idle captured: {yes(all(c.idle for c in cells))}"
     )
 
 
@@ -1155,24 +793,24 @@ def _burst_rows(name: str, cells: list[Cell]) -> list[Row]:
     over = [c for c in cells if c.count > c.message_bound()]
     worst = max(cells, key=lambda c: c.count - c.message_bound())
     return [
-        Row(
+        (
             f"bytes on the wire, burst, {name}",
             f"{worst_bytes:,} B (worst of {len(cells)})",
             f"<= {BYTES_GOAL:,} B",
-            _yes(worst_bytes <= BYTES_GOAL),
+            yes(worst_bytes <= BYTES_GOAL),
         ),
-        Row(
+        (
             "  of which the widget's comm_open (view + layout)",
             f"{max(c.comm_open_bytes() for c in cells):,} B",
             "-",
             "-",
         ),
-        Row(
+        (
             f"messages, burst, {name}",
             f"{worst.count} (bound {worst.message_bound():.2f} for "
             f"{worst.streaming_seconds():.3f} s); over in {len(over)} of {len(cells)}",
             "<= 10 + 12 x s",
-            _yes(not over),
+            yes(not over),
         ),
     ]
 
@@ -1198,7 +836,7 @@ def report_kernel(sizes: Sizes, figs: KernelFigures) -> list[Row]:
     else:
         met = "best only" if best_ms <= SINK_TIME_GOAL_MS else "no"
     rows.append(
-        Row(
+        (
             "kernel time in the sink, burst (both ways)",
             f"median {median_ms:.1f} ms, best {best_ms:.1f} ms",
             f"<= {SINK_TIME_GOAL_MS:.0f} ms",
@@ -1208,29 +846,29 @@ def report_kernel(sizes: Sizes, figs: KernelFigures) -> list[Row]:
     ours = [*bursts, figs.paced, figs.edge]
     lost = sum(c.lost_in_kernel for c in ours)
     rows.append(
-        Row(
+        (
             "agentnb messages lost at the kernel's own IOPub socket",
-            f"{lost}; every status idle captured: {_yes(all(c.idle for c in ours))}",
+            f"{lost}; every status idle captured: {yes(all(c.idle for c in ours))}",
             "0",
-            _yes(lost == 0 and all(c.idle for c in ours)),
+            yes(lost == 0 and all(c.idle for c in ours)),
         )
     )
     checks = [check_text(c.msgs, expected) for c in bursts]
     exact = sum(c.plain and c.markdown for c in checks)
     rows.append(
-        Row(
+        (
             "final text/plain and text/markdown == emitted text",
             f"{exact} of {len(checks)} cells",
             "byte-exact",
-            _yes(exact == len(checks)),
+            yes(exact == len(checks)),
         )
     )
     rows.append(
-        Row(
+        (
             "widget's text items, concatenated == emitted text",
             f"{sum(c.widget for c in checks)} of {len(checks)} cells",
             "byte-exact",
-            _yes(all(c.widget for c in checks)),
+            yes(all(c.widget for c in checks)),
         )
     )
 
@@ -1246,7 +884,7 @@ def report_kernel(sizes: Sizes, figs: KernelFigures) -> list[Row]:
         f"{paced.message_bound():.1f} messages; most comm_msg in any 1 s: "
         f"{paced.max_per_second('comm_msg')}, most messages in any 1 s: "
         f"{paced.max_per_second()}; kernel time in the sink {paced.sink_ms():.1f} ms; "
-        f"text byte-exact: {_yes(paced_check.ok)}"
+        f"text byte-exact: {yes(paced_check.ok)}"
     )
     batches = paced.batch_dates()
     gaps = [b - a for a, b in itertools.pairwise(batches[:-1])]  # the last flush may come early
@@ -1256,21 +894,21 @@ def report_kernel(sizes: Sizes, figs: KernelFigures) -> list[Row]:
         "ms resolution)"
     )
     rows.append(
-        Row(
+        (
             f"messages, paced {sizes.paced_chunks:,} chunks over {sizes.paced_seconds:g} s",
             f"{paced.count} (bound {paced.message_bound():.1f} for "
             f"{paced.streaming_seconds():.2f} s); most in any 1 s: {paced.max_per_second()}",
             "<= 10 + 12 x s",
-            _yes(paced.count <= paced.message_bound()),
+            yes(paced.count <= paced.message_bound()),
         )
     )
     rows.append(
-        Row(
+        (
             "paced: final text and widget text == emitted text",
-            f"plain {_yes(paced_check.plain)}, markdown {_yes(paced_check.markdown)}, "
-            f"widget {_yes(paced_check.widget)}",
+            f"plain {yes(paced_check.plain)}, markdown {yes(paced_check.markdown)}, "
+            f"widget {yes(paced_check.widget)}",
             "byte-exact",
-            _yes(paced_check.ok),
+            yes(paced_check.ok),
         )
     )
 
@@ -1279,11 +917,11 @@ def report_kernel(sizes: Sizes, figs: KernelFigures) -> list[Row]:
     widget = widget_text(figs.edge.msgs)
     print(f"  edge text {edge_text!r}: final text/plain {plain!r}, widget text {widget!r}")
     rows.append(
-        Row(
+        (
             "edge text (leading/trailing/blank line breaks): plain, widget",
-            f"plain {_yes(plain == edge_text)}, widget {_yes(widget == edge_text)}",
+            f"plain {yes(plain == edge_text)}, widget {yes(widget == edge_text)}",
             "byte-exact",
-            _yes(plain == edge_text and widget == edge_text),
+            yes(plain == edge_text and widget == edge_text),
         )
     )
     return rows
@@ -1309,7 +947,7 @@ def report_ways(sizes: Sizes, ways: list[Ways]) -> list[Row]:
         )
         lost = f"; {nv.lost_in_kernel:,} lost in kernel" if nv.lost_in_kernel else ""
         rows.append(
-            Row(
+            (
                 f"naive: {w.name}, N={w.n:,}",
                 f"{nv.count:,} msgs / {_kb(nv.nbytes)}: {nv.nbytes / ag.nbytes:,.0f}x bytes, "
                 f"{nv.count / ag.count:,.0f}x msgs of agentnb{lost}",
@@ -1331,7 +969,7 @@ def report_server(sizes: Sizes, expected: str) -> list[Row]:
     print("3. through a real jupyter server (default rate limits), over its kernel websocket")
     if importlib.util.find_spec("jupyter_server") is None:
         print(f"  not measured: {JUPYTER_SERVER_MISSING}")
-        return [Row("lost behind jupyter_server's rate limit", "not measured", "0", "no")]
+        return [("lost behind jupyter_server's rate limit", "not measured", "0", "no")]
     figs = asyncio.run(server_section(sizes, expected))
     print(f"  limits: {figs.limits} (the defaults: empty config directory)")
     for cell in (figs.agentnb, figs.naive):
@@ -1339,30 +977,29 @@ def report_server(sizes: Sizes, expected: str) -> list[Row]:
             f"  {cell.label}: the kernel sent {cell.sent:,}, captured off its socket "
             f"{len(cell.direct):,}, delivered by the websocket "
             f"{len(cell.received) - cell.notices:,} (+{cell.notices} rate-limit notice); "
-            f"lost {cell.lost:,}; status idle delivered: {_yes(cell.idle)}; "
-            f"'IOPub ... rate exceeded' in the server log: {_yes(cell.rate_logged)}"
+            f"lost {cell.lost:,}; status idle delivered: {yes(cell.idle)}; "
+            f"'IOPub ... rate exceeded' in the server log: {yes(cell.rate_logged)}"
         )
     ours, nv, check = figs.agentnb, figs.naive, figs.agentnb_text
     clean = ours.lost == 0 and ours.idle and not ours.rate_logged and not ours.notices
     return [
-        Row(
+        (
             "lost behind jupyter_server's rate limit, %%agent burst",
-            f"{ours.lost} of {ours.sent}; idle delivered: {_yes(ours.idle)}; "
-            f"rate-limit log line: {_yes(ours.rate_logged)}",
+            f"{ours.lost} of {ours.sent}; idle delivered: {yes(ours.idle)}; "
+            f"rate-limit log line: {yes(ours.rate_logged)}",
             "0, no log line",
-            _yes(clean),
+            yes(clean),
         ),
-        Row(
+        (
             "text as delivered by the websocket == emitted text",
-            f"plain {_yes(check.plain)}, markdown {_yes(check.markdown)}, "
-            f"widget {_yes(check.widget)}",
+            f"plain {yes(check.plain)}, markdown {yes(check.markdown)}, widget {yes(check.widget)}",
             "byte-exact",
-            _yes(check.ok),
+            yes(check.ok),
         ),
-        Row(
+        (
             f"naive: print(chunk, flush=True) x{sizes.server_print_chunks:,} via the server",
             f"{nv.lost:,} of {nv.sent:,} lost ({100 * nv.lost / nv.sent:.0f}%); "
-            f"log line: {_yes(nv.rate_logged)}",
+            f"log line: {yes(nv.rate_logged)}",
             "(contrast)",
             "-",
         ),
@@ -1390,7 +1027,9 @@ def main(argv: list[str] | None = None) -> None:
     rows += report_server(sizes, figs.texts[sizes.burst_chunks])
     print()
     print("Summary (wire figures: the worst round; times: measured in the kernel, medians)")
-    _table(rows)
+    table = Table("figure", "measured", "goal", "met")
+    table.extend(rows)
+    table.print()
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 

@@ -67,13 +67,11 @@ import argparse
 import asyncio
 import gc
 import json
-import math
 import os
 import random
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -82,9 +80,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
-import agentnb
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))  # the harness package, at the repository's root
 
-ROOT = Path(__file__).resolve().parent.parent
+import agentnb  # noqa: E402
+from harness.report import Table, met, ms, percentile, plural  # noqa: E402
+from harness.web import ServerProcess, machine_busy, serve_child  # noqa: E402
+from harness.wire import ChunkedBody, post_json, split_head  # noqa: E402
+
 HOST = "127.0.0.1"
 BARE = "/bare/stream"
 QUEUED = "/bare/queued"
@@ -305,93 +309,18 @@ def build_app() -> tuple[Any, str]:
 
 
 def serve(loop: str) -> None:
-    """The child process: bind a free port, say which, run uvicorn on it until terminated."""
-    import uvicorn
-
+    """The child process: uvicorn on a free port (it says which), until terminated."""
     gc.callbacks.append(GC_PAUSES)
     app, note = build_app()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
-    sock.listen(2048)
-    print(json.dumps({"port": sock.getsockname()[1], "note": note}), flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, backlog=2048, loop=loop)
-    uvicorn.Server(config).run(sockets=[sock])
+    serve_child(app, {"note": note}, loop=loop)
 
 
 # -- the server process, seen from the benchmark ---------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-class ServerProcess:
-    """One uvicorn server in a child process: its port, RSS, CPU time and waits."""
-
-    def __init__(self, loop: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", "--loop", loop],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(10)
-            raise RuntimeError(f"the server process exited ({self.proc.returncode}) before serving")
-        hello = json.loads(line)
-        self.port: int = hello["port"]
-        self.note: str = hello["note"]
-        self.has_agentnb = not self.note
-
-    async def get(self, path: str) -> bytes:
-        """GET *path*; the response body (raises unless 200 within 30 s)."""
-        reader, writer = await asyncio.open_connection(HOST, self.port)
-        try:
-            writer.write(
-                b"GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" % path.encode()
-            )
-            answer = await asyncio.wait_for(reader.read(), 30)
-        finally:
-            writer.close()
-        head, _, body = answer.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"GET {path}: {answer[:300]!r}")
-        return body
-
-    def rss(self) -> int:
-        """Resident set size in bytes (``VmRSS`` of /proc/<pid>/status)."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS in /proc/<pid>/status")
-
-    def cpu(self) -> float:
-        """User + system CPU seconds used so far."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
-
-    def waited(self) -> float:
-        """Seconds the server's thread has spent runnable but waiting for a CPU."""
-        with open(f"/proc/{self.proc.pid}/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
 
 async def start_server(loop: str) -> ServerProcess:
-    server = ServerProcess(loop)
+    """A fresh server process (``--serve``), once it answers."""
+    server = ServerProcess([str(HERE), "--serve", "--loop", loop])
     try:
         await server.get("/bench/ready")
     except BaseException:
@@ -400,12 +329,8 @@ async def start_server(loop: str) -> ServerProcess:
     return server
 
 
-def _machine_busy() -> float:
-    """CPU seconds every process on the machine has used (all cores, from /proc/stat)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return (sum(fields[:8]) - idle) / _TICK
+def has_agentnb(server: ServerProcess) -> bool:
+    return not server.hello["note"]
 
 
 @dataclass(frozen=True)
@@ -424,7 +349,7 @@ class Usage:
         return (
             f"CPU: server {self.server_cpu:.0%} (waited {self.server_waited:.0%}), client "
             f"{self.client_cpu:.0%}, others {self.others_cpu:.0%}; server GC: {self.gc_full} "
-            f"full, longest pause {_ms(self.gc_longest)}"
+            f"full, longest pause {ms(self.gc_longest)}"
         )
 
 
@@ -435,13 +360,13 @@ async def measured(server: ServerProcess, fn: Callable[[], Awaitable[_T]]) -> tu
     gc.disable()
     try:
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        srv0, waited0, busy0 = server.cpu(), server.waited(), _machine_busy()
+        srv0, waited0, busy0 = server.cpu(), server.waited(), machine_busy()
         result = await fn()
         wall = time.perf_counter() - wall0
         client = time.process_time() - cpu0
         srv = server.cpu() - srv0
         waited = server.waited() - waited0
-        others = _machine_busy() - busy0 - client - srv
+        others = machine_busy() - busy0 - client - srv
     finally:
         gc.enable()
     pauses = json.loads(await server.get("/bench/stats"))
@@ -458,47 +383,6 @@ async def measured(server: ServerProcess, fn: Callable[[], Awaitable[_T]]) -> tu
 
 
 # -- the client: raw HTTP/1.1 over asyncio streams -------------------------------------
-
-
-class ChunkedBody:
-    """Decodes an HTTP/1.1 chunked body; hands out the complete SSE events received so far."""
-
-    __slots__ = ("_body", "_raw", "finished")
-
-    def __init__(self) -> None:
-        self._raw = bytearray()
-        self._body = bytearray()
-        self.finished = False  # the last (empty) chunk has arrived
-
-    def feed(self, data: bytes) -> bytes:
-        """Take what the socket gave; return the SSE text up to the last complete event."""
-        raw = self._raw
-        raw += data
-        body = self._body
-        pos = 0
-        size_of_raw = len(raw)
-        while True:
-            eol = raw.find(b"\r\n", pos)
-            if eol < 0:
-                break
-            size = int(raw[pos:eol].split(b";", 1)[0], 16)
-            start = eol + 2
-            end = start + size
-            if end + 2 > size_of_raw:
-                break
-            pos = end + 2
-            if size == 0:
-                self.finished = True
-                break
-            body += raw[start:end]
-        if pos:
-            del raw[:pos]
-        cut = body.rfind(b"\r\n\r\n")
-        if cut < 0:
-            return b""
-        complete = bytes(body[: cut + 4])
-        del body[: cut + 4]
-        return complete
 
 
 @dataclass
@@ -519,18 +403,14 @@ class Stream:
 
 def _request(port: int, route: str, agent: str, spec: Spec) -> bytes:
     """The start request, ``POST route`` with ``{"agent": agent, "input": spec}``."""
-    body = json.dumps({"agent": agent, "input": spec}).encode()
-    return (
-        b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-        % (route.encode(), HOST.encode(), port, len(body), body)
-    )
+    return post_json(route, f"{HOST}:{port}", {"agent": agent, "input": spec})
 
 
 def _check_head(head: bytes, what: str) -> None:
-    if not head.startswith(b"HTTP/1.1 200 "):
+    status, headers, _ = split_head(head)
+    if status != 200:
         raise RuntimeError(f"{what}: {head[:600]!r}")
-    if b"\r\ntransfer-encoding: chunked\r\n" not in head.lower():
+    if headers.get("transfer-encoding") != "chunked":
         raise RuntimeError(f"{what}: expected a chunked response, got {head!r}")
 
 
@@ -560,7 +440,7 @@ async def read_burst(port: int, route: str, events: int) -> int:
     body = stream.body
     try:
         while not body.finished:
-            complete = body.feed(await stream.read())
+            complete = body.events(await stream.read())
             texts += complete.count(b"event: text\r\n")
             dones += complete.count(b"event: done\r\n")
     finally:
@@ -619,17 +499,10 @@ class LatencyRound:
     def describe(self) -> str:
         arrived, read = self.latencies.arrived, self.latencies.read
         return (
-            f"p50 {_ms(self.q(50)):>8}  p99 {_ms(self.q(99)):>8}  max {_ms(max(arrived)):>8}"
-            f"  (read: p50 {_ms(percentile(read, 50))}, p99 {_ms(percentile(read, 99))}; "
+            f"p50 {ms(self.q(50)):>8}  p99 {ms(self.q(99)):>8}  max {ms(max(arrived)):>8}"
+            f"  (read: p50 {ms(percentile(read, 50))}, p99 {ms(percentile(read, 99))}; "
             f"{len(arrived):,} events)\n      {self.usage.describe()}"
         )
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(len(ordered) * p / 100)))
-    return ordered[rank - 1]
 
 
 class TimedReader:
@@ -680,7 +553,7 @@ class TimedReader:
             _check_head(head, "the paced stream")
         lo, hi = self.window
         out = self.out
-        for block in self.body.feed(data).split(b"\r\n\r\n"):
+        for block in self.body.events(data).split(b"\r\n\r\n"):
             if b"event: text\r\n" not in block:
                 continue
             start = block.index(b"data: ") + 6
@@ -759,7 +632,7 @@ async def open_held(port: int, route: str, count: int) -> list[Stream]:
     async def one() -> Stream:
         stream = await open_stream(port, route, "bench_hold", {"seconds": 600})
         try:
-            while b"event: text\r\n" not in stream.body.feed(await stream.read()):
+            while b"event: text\r\n" not in stream.body.events(await stream.read()):
                 pass
         except BaseException:
             stream.close()
@@ -850,30 +723,7 @@ async def memory(
 # -- report --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of the summary table."""
-
-    measure: str
-    agentnb: str
-    baseline: str
-    ratio: str
-    goal: str
-    met: str
-
-
-def _met(ok_median: bool, ok_best: bool) -> str:
-    if ok_median:
-        return "yes"
-    return "best only" if ok_best else "no"
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms" if seconds < 0.001 else f"{seconds * 1e3:.1f} ms"
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+Row: TypeAlias = tuple[str, str, str, str, str, str]  # a line of the summary table
 
 
 def _kib(size: float) -> str:
@@ -881,13 +731,9 @@ def _kib(size: float) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = Row("measure", "agentnb", "bare sse-starlette", "ratio", "goal", "met")
-    table = [header, *rows]
-    names = list(Row.__dataclass_fields__)
-    widths = [max(len(getattr(r, f)) for r in table) for f in names]
-    for r in table:
-        cells = [getattr(r, f) for f in names]
-        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)))
+    table = Table("measure", "agentnb", "bare sse-starlette", "ratio", "goal", "met")
+    table.extend(rows)
+    table.print()
 
 
 def report_throughput(rounds: dict[str, list[Usage]], sizes: Sizes) -> list[Row]:
@@ -907,7 +753,7 @@ def report_throughput(rounds: dict[str, list[Usage]], sizes: Sizes) -> list[Row]
     median = statistics.median(a) / statistics.median(b)
     print(f"    ratio    best/best {best:.2f}x   median/median {median:.2f}x")
     return [
-        Row(
+        (
             "events/s, one stream",
             f"{max(a):,.0f}/s",
             f"{max(b):,.0f}/s",
@@ -931,9 +777,9 @@ def report_latency(rounds: dict[str, list[LatencyRound]], streams: int) -> list[
     for side, rs in rounds.items():
         values, read = pooled(side), pooled(side, read=True)
         print(
-            f"    {side:<8} p50 {_ms(percentile(values, 50)):>8} ({_ms(percentile(read, 50))})"
-            f"  p99 {_ms(percentile(values, 99)):>8} ({_ms(percentile(read, 99))})"
-            f"  max {_ms(max(values)):>8}   p99 by round: " + ", ".join(_ms(r.q(99)) for r in rs)
+            f"    {side:<8} p50 {ms(percentile(values, 50)):>8} ({ms(percentile(read, 50))})"
+            f"  p99 {ms(percentile(values, 99)):>8} ({ms(percentile(read, 99))})"
+            f"  max {ms(max(values)):>8}   p99 by round: " + ", ".join(ms(r.q(99)) for r in rs)
         )
     rows = []
     bare = p99s("bare")
@@ -949,43 +795,43 @@ def report_latency(rounds: dict[str, list[LatencyRound]], streams: int) -> list[
             f"median/median {statistics.median(ours) / statistics.median(queued):.2f}x"
         )
         rows += [
-            Row(
+            (
                 f"p50 latency, {streams} streams",
-                _ms(p50s[0]),
-                _ms(p50s[1]),
-                f"{p50s[0] / p50s[1]:.2f}x, +{_ms(p50s[0] - p50s[1])} (median rounds)",
+                ms(p50s[0]),
+                ms(p50s[1]),
+                f"{p50s[0] / p50s[1]:.2f}x, +{ms(p50s[0] - p50s[1])} (median rounds)",
                 "reported",
                 "-",
             ),
-            Row(
+            (
                 f"p99 latency, {streams} streams, vs bare fed by a queue",
-                f"{_ms(min(ours))} best",
-                f"{_ms(min(queued))} best",
+                f"{ms(min(ours))} best",
+                f"{ms(min(queued))} best",
                 f"{min(ours) / min(queued):.2f}x "
                 f"({statistics.median(ours) / statistics.median(queued):.2f}x median)",
                 "<= 1.1x",
-                _met(
+                met(
                     statistics.median(ours) <= 1.1 * statistics.median(queued),
                     min(ours) <= 1.1 * min(queued),
                 ),
             ),
-            Row(
+            (
                 "  the same, vs the bare generator",
-                f"{_ms(min(ours))} best",
-                f"{_ms(min(bare))} best",
-                f"{best:.2f}x, +{_ms(min(ours) - min(bare))} ({median:.2f}x median)",
+                f"{ms(min(ours))} best",
+                f"{ms(min(bare))} best",
+                f"{best:.2f}x, +{ms(min(ours) - min(bare))} ({median:.2f}x median)",
                 "(info)",
                 "-",
             ),
         ]
     rows.append(
-        Row(
+        (
             f"bare p99 holds, {streams} streams",
             "",
-            f"{_ms(statistics.median(bare))} median",
+            f"{ms(statistics.median(bare))} median",
             "",
             "<= 50 ms",
-            _met(statistics.median(bare) <= 0.05, min(bare) <= 0.05),
+            met(statistics.median(bare) <= 0.05, min(bare) <= 0.05),
         )
     )
     return rows
@@ -999,14 +845,14 @@ async def run_all(sizes: Sizes, streams: int, loop: str) -> tuple[list[Row], str
     async with AsyncExitStack() as stack:
         server = await start_server(loop)
         stack.callback(server.close)
-        note = server.note
-        sides = ["agentnb", "bare"] if server.has_agentnb else ["bare"]
+        note = server.hello["note"]
+        sides = ["agentnb", "bare"] if has_agentnb(server) else ["bare"]
         if note:
             print(f"agentnb side not measured: {note}\n")
 
         print(
             f"1. events/s over one SSE stream ({sizes.burst_events:,} text events, "
-            f"{_n(sizes.burst_rounds, 'round')} alternating, after one warm-up each)"
+            f"{plural(sizes.burst_rounds, 'round')} alternating, after one warm-up each)"
         )
         rows += report_throughput(await throughput(server, sides, sizes), sizes)
 
@@ -1014,7 +860,7 @@ async def run_all(sizes: Sizes, streams: int, loop: str) -> tuple[list[Row], str
         print(
             f"2. latency under load: {streams} streams x {1 / sizes.interval:.0f} events/s "
             f"({sizes.stream_events} events each), opened over {sizes.ramp:g} s; "
-            f"{_n(sizes.latency_rounds, 'round')} alternating"
+            f"{plural(sizes.latency_rounds, 'round')} alternating"
         )
         rows += report_latency(await latency(server, [*sides, "queued"], streams, sizes), streams)
 
@@ -1023,12 +869,12 @@ async def run_all(sizes: Sizes, streams: int, loop: str) -> tuple[list[Row], str
     print(
         f"3. server memory (fresh server each time, best of {sizes.memory_repeats}): "
         f"{count} open streams that sent one event and wait; then what "
-        f"{_n(sizes.kept_runs, 'finished run')} of {sizes.kept_events:,} events keep"
+        f"{plural(sizes.kept_runs, 'finished run')} of {sizes.kept_events:,} events keep"
     )
     open_rss, kept_rss = await memory(sides, sizes, loop)
     if "agentnb" in open_rss:
         rows.append(
-            Row(
+            (
                 "RSS per open stream",
                 _kib(open_rss["agentnb"]),
                 _kib(open_rss["bare"]),
@@ -1038,7 +884,7 @@ async def run_all(sizes: Sizes, streams: int, loop: str) -> tuple[list[Row], str
             )
         )
         rows.append(
-            Row(
+            (
                 f"RSS kept per finished run of {sizes.kept_events:,}",
                 _kib(kept_rss["agentnb"]),
                 _kib(kept_rss["bare"]),
@@ -1053,7 +899,7 @@ async def run_all(sizes: Sizes, streams: int, loop: str) -> tuple[list[Row], str
 async def scan(loads: list[int], sizes: Sizes, loop: str) -> None:
     server = await start_server(loop)
     try:
-        sides = ["bare", "queued", "agentnb"] if server.has_agentnb else ["bare", "queued"]
+        sides = ["bare", "queued", "agentnb"] if has_agentnb(server) else ["bare", "queued"]
         print(
             f"p50/p99 latency by load ({1 / sizes.interval:.0f} events/s per stream, "
             f"{sizes.stream_events} events each; one round per side)"

@@ -1,4 +1,8 @@
-"""Shared test set-up: every test fails if it leaves a task running or a context variable set."""
+"""Shared test set-up: every test fails if it leaves a task running or a context variable set.
+
+The suite is in folders by front (core, notebook, server, client, browser, bench);
+the tools that drive the real fronts are in the repository's ``harness`` package.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from agentnb._events import Event
 from agentnb._run import _ambient_sinks, _current_run
+
+# Helper modules with assertions of the tests they serve: pytest explains their failures too.
+pytest.register_assert_rewrite("tests.browser.pages", "tests.notebook.views")
 
 
 def _assert_clean_context(when: str) -> None:
@@ -51,6 +57,8 @@ def _leak_checked(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if item.path.suffix == ".ipynb":  # nbval re-runs a tutorial in a real kernel
+            item.add_marker(pytest.mark.kernel)
         fn = getattr(item, "obj", None)
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(fn):
             item.obj = _leak_checked(fn)
@@ -62,12 +70,3 @@ def _clean_sync_context() -> Iterator[None]:
     _assert_clean_context("before the test")
     yield
     _assert_clean_context("after the test")
-
-
-@pytest.fixture
-def sent() -> Iterator[dict[str, list[Event]]]:
-    """The events each run served during the test sent, by run id (the server tests')."""
-    from tests.served import recording  # the server's extra, only where it is used
-
-    with recording() as sent:
-        yield sent

@@ -1,0 +1,225 @@
+"""Hostile agent text in a real JupyterLab never becomes an element or script (issue 9, point 1).
+
+A kernel runs :mod:`tests.hostile`'s agents, which put payloads built from CR,
+LF, CRLF, U+2028, backticks, brackets, ``<``, ``&``, entities, ``$`` and HTML/JS
+in every field of every event kind. JupyterLab renders the live view and the
+final transcript with its own renderers (marked for Markdown, MathJax for math;
+outputs of a cell run in the session are trusted, so nothing is sanitized).
+Then the notebook is saved, the page reloaded and the saved outputs rendered
+again (the saved notebook is signed, so trusted too). Each time:
+
+* no payload ran script (``window.__pwned`` stays empty, no dialog opened, no
+  request for a payload's URL was made);
+* agentnb's outputs hold only the elements and attributes agentnb makes (a
+  strict list per output: the view, the Markdown transcript, the plain one);
+  nothing anywhere in the cell is an element a payload could have made;
+* the text is all there: the view holds the run's text exactly, and the
+  transcripts show every payload as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Dialog
+
+from agentnb._format import LINE_END, visible_controls
+from harness.browser import Browser, Page, cell, open_notebook, run_cells, wait_for
+from harness.jupyter import Jupyter
+from tests import hostile
+
+pytestmark = [pytest.mark.browser, pytest.mark.kernel]
+
+RUN_ALL = [
+    "%load_ext agentnb\nfrom tests import hostile",
+    "%%agent hostile.everything\n32:1",
+    "%%agent -f text hostile.everything\n20:2",
+    "%%agent hostile.answers\n3",
+    "%%agent hostile.answers_json\n4",
+    "%%agent hostile.cancels\n5",
+    "%%agent hostile.everything\n16:3:fail",  # last: a failing cell stops the ones queued after it
+]
+EVERYTHING = {1: (32, 1), 2: (20, 2), 6: (16, 3)}  # cell index: the payloads it streams
+
+PWN_RECORDER = "window.__pwned = []; window.__pwn = (m) => { window.__pwned.push(String(m)); };"
+
+# What each kind of agentnb output may hold: tags, and attributes (name: allowed values, or
+# None for any value that names no payload).
+AUDIT = r"""async (index) => {
+    const notebook = window.jupyterapp.shell.currentWidget.content;
+    await notebook.scrollToItem(index, 'start');
+    const node = notebook.widgets[index].node;
+    // Cells out of view render lazily: wait until this one's outputs are on screen.
+    const shown = () => [...node.querySelectorAll('.jp-RenderedMarkdown, .jp-RenderedText')]
+        .some((e) => e.innerText.trim());
+    for (let i = 0; i < 200 && !shown(); i++) await new Promise((r) => setTimeout(r, 50));
+    // MathJax typesets rendered Markdown after rendering it: typeset it now with the
+    // notebook's own typesetter and wait until that is done (any math a payload made shows).
+    const typesetter = notebook.rendermime.latexTypesetter;
+    for (const out of typesetter ? node.querySelectorAll('.jp-RenderedMarkdown') : []) {
+        await typesetter.typeset(out);
+    }
+    await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const problems = [];
+    const where = (el) => el.outerHTML.slice(0, 160);
+    const FORBIDDEN = new Set(['script', 'img', 'iframe', 'svg', 'math', 'mjx-container',
+        'object', 'embed', 'style', 'link', 'form', 'input', 'textarea', 'video', 'audio',
+        'source', 'meta', 'base', 'details-menu', 'template', 'frame', 'frameset']);
+    for (const el of node.querySelectorAll('.jp-OutputArea-output, .jp-OutputArea-output *')) {
+        const tag = el.tagName.toLowerCase();
+        if (FORBIDDEN.has(tag)) problems.push('forbidden element: ' + where(el));
+        // JupyterLab's own plain-text renderer makes a link of a web address (of every
+        // printed one): its href is the text it shows.
+        const autolink = tag === 'a' && el.closest('.jp-RenderedText') &&
+            (el.getAttribute('href') || '').includes(el.textContent.trim());
+        for (const attr of el.attributes) {
+            if (/pwn/i.test(attr.name) || (/pwn/i.test(attr.value) && !autolink)) {
+                problems.push('attribute from a payload: ' + attr.name + ' in ' + where(el));
+            }
+            if (/^on/i.test(attr.name)) problems.push('handler attribute: ' + where(el));
+            if (/^\s*(javascript|data|vbscript|file):/i.test(attr.value)) {
+                problems.push('script or data URL: ' + where(el));
+            }
+        }
+    }
+    const strict = (selector, tags, attrs) => {
+        for (const out of node.querySelectorAll(selector)) {
+            for (const el of out.querySelectorAll('*')) {
+                const tag = el.tagName.toLowerCase();
+                if (!tags.includes(tag)) {
+                    problems.push(selector + ': unexpected <' + tag + '> ' + where(el));
+                }
+                for (const attr of el.attributes) {
+                    const allowed = attrs[attr.name];
+                    const known = allowed === null || (allowed && allowed.includes(attr.value));
+                    if (!known) {
+                        problems.push(selector + ': unexpected attribute ' + attr.name + '=' +
+                            JSON.stringify(attr.value) + ' on <' + tag + '>');
+                    }
+                }
+            }
+        }
+    };
+    strict('.jp-RenderedMarkdown', ['div', 'p', 'br', 'code', 'strong', 'em', 'blockquote'],
+           {'class': ['mathjax_ignore']});
+    strict('.jp-RenderedText[data-mime-type="text/plain"]', ['pre', 'a'],
+           {'href': null, 'rel': ['noopener'], 'target': ['_blank']});
+    strict('.agentnb-run', ['div', 'span', 'button', 'details', 'summary', 'pre'],
+           {'class': null, 'data-status': null, 'title': ['Cancel this run'], 'hidden': [''],
+            'disabled': [''], 'open': ['']});
+    const text = (selector) => [...node.querySelectorAll(selector)].map((e) => e.innerText);
+    return {
+        problems,
+        pwned: window.__pwned,
+        markdown: text('.jp-RenderedMarkdown'),
+        plain: text('.jp-RenderedText[data-mime-type="text/plain"]'),
+        view: [...node.querySelectorAll('.agentnb-text:not(.agentnb-child) > div')]
+            .map((e) => e.textContent).join(''),
+        views: node.querySelectorAll('.agentnb-run').length,
+    };
+}"""
+
+
+def words(text: str) -> str:
+    """*text* as a reader sees it: control characters as pictures, whitespace collapsed."""
+    return " ".join(visible_controls(text).split())
+
+
+def expected_text(count: int, seed: int) -> list[str]:
+    return [p for p in hostile.payloads(count, seed) if words(p)]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Jupyter]:
+    with Jupyter() as server:
+        server.add_notebook("hostile.ipynb", RUN_ALL)
+        yield server
+
+
+class Watched:
+    """A page that records what a payload could do: script run, dialogs, requests."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def payload_requests(self) -> list[str]:
+        return [u for u in self.requests if "pwn" in u.lower() or u.rstrip("/").endswith("/x")]
+
+
+def audit(page: Page, index: int) -> dict[str, Any]:
+    cell(page, index)  # scrolled into view: rendered
+    result: dict[str, Any] = page.evaluate(AUDIT, index)
+    return result
+
+
+def check_cells(watched: Watched, *, live: bool) -> None:
+    page = watched.page
+    for index in range(1, len(RUN_ALL)):
+        found = audit(page, index)
+        assert found["problems"] == [], (index, found["problems"][:10])
+        assert found["pwned"] == [], found["pwned"]
+        if index in EVERYTHING:
+            count, seed = EVERYTHING[index]
+            shown = words("\n".join(found["markdown"] or found["plain"]))
+            assert shown, f"cell {index} shows no transcript"
+            for payload in expected_text(count, seed):
+                assert words(payload) in shown, (index, payload)
+            if live:
+                # Each payload is a text block of its own (a tool call follows it).
+                blocks = hostile.payloads(count, seed)
+                assert found["view"] == "".join(LINE_END.sub("\n", b) for b in blocks), index
+        if index == 3:  # a str result and no text: the transcript is the result
+            assert words(hostile.payloads(4, 7)[3]) in words("\n".join(found["markdown"]))
+    assert watched.dialogs == []
+    assert watched.payload_requests() == []
+
+
+@pytest.fixture(scope="module")
+def watched(lab: Jupyter, browser: Browser) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.add_init_script(PWN_RECORDER)
+    try:
+        page = context.new_page()
+        watched = Watched(page)
+        open_notebook(page, lab, "hostile.ipynb")
+        run_cells(page, *range(len(RUN_ALL)))
+        wait_for(page, "() => window.__agentnbCellsDone", timeout=120)
+        # Each agentnb cell ends with its transcript (the error of `everything` after it).
+        for index in range(1, len(RUN_ALL)):
+            transcript = cell(page, index).locator(
+                ".jp-RenderedMarkdown, .jp-RenderedText[data-mime-type='text/plain']"
+            )
+            transcript.first.wait_for(state="attached", timeout=30_000)
+        yield watched
+    finally:
+        context.close()
+        lab.shutdown_kernels()
+
+
+def test_nothing_an_agent_emits_becomes_markup_or_script_when_run(watched: Watched) -> None:
+    check_cells(watched, live=True)
+
+
+def test_nor_after_the_notebook_is_saved_and_reopened(watched: Watched, lab: Jupyter) -> None:
+    page = watched.page
+    page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:save'); }")
+    page.reload()
+    open_notebook(page, lab, "hostile.ipynb")
+    # The saved outputs are trusted again (JupyterLab signed the notebook on save), so
+    # nothing sanitizes them: the escaping alone keeps them inert.
+    trusted = page.evaluate(
+        """() => [...window.jupyterapp.shell.currentWidget.content.model.cells]
+            .filter((c) => c.type === 'code').map((c) => c.trusted)"""
+    )
+    assert trusted == [True] * len(RUN_ALL)
+    check_cells(watched, live=False)
