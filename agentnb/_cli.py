@@ -18,12 +18,13 @@ from ._sync import run_sync
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The command's parser, and its ``demo`` subcommand's (options anywhere in its line)."""
     parser = argparse.ArgumentParser(prog="python -m agentnb", description="Watch AI agents work.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="stream an offline demo agent to the terminal")
     demo.add_argument("agent", nargs="?", default="poet", help="demo agent (default: poet)")
-    demo.add_argument("input", nargs="*", help="the agent's input text")
+    demo.add_argument("input", nargs="*", help="the agent's input text (options may come anywhere)")
     demo.add_argument("--speed", type=float, default=1.0, help="pacing: 1 model-like, 0 no pauses")
     demo.add_argument("--record", metavar="FILE", help="also record the events as JSON lines")
     demo.add_argument("--list", action="store_true", help="list the demo agents and exit")
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the demo agents over SSE/WebSockets with a page at / (needs agentnb[server])",
         add_help=False,
     )
-    return parser
+    return parser, demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,7 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"agentnb: {exc}", file=sys.stderr)
             return 2
         return serve(argv[1:])
-    args = _parser().parse_args(argv)
+    parser, demo = _parser()
+    if argv[:1] == ["demo"]:
+        # `demo poet --speed 0 the moon`: options between the input's words are options.
+        args = demo.parse_intermixed_args(argv[1:], argparse.Namespace(command="demo"))
+    else:
+        args = parser.parse_args(argv)
     from . import demo as _demo  # noqa: F401  (registers the demo agents)
 
     if args.command == "replay":

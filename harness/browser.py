@@ -42,6 +42,7 @@ __all__ = [
     "fresh_page",
     "images_settled",
     "launch",
+    "missing",
     "open_notebook",
     "run_cells",
     "settle",
@@ -64,13 +65,21 @@ CHROMIUM_ARGS = [
 ]
 
 
+def missing() -> str | None:
+    """What to install for the browser tests, in one line; None when Chromium is there."""
+    if os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK):
+        return None
+    return (
+        f"the browser tests need Chromium at {CHROMIUM}: apt-get install chromium (Debian's "
+        "package; bash .ci/run installs it), or set AGENTNB_CHROMIUM to a Chromium binary"
+    )
+
+
 def launch(playwright: Playwright) -> Browser:
     """Debian's Chromium, headless."""
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        raise RuntimeError(
-            f"no Chromium at {CHROMIUM}: apt-get install chromium (Debian's package; "
-            "or set AGENTNB_CHROMIUM to a Chromium binary)"
-        )
+    problem = missing()
+    if problem is not None:
+        raise RuntimeError(problem)
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 

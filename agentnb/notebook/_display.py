@@ -68,8 +68,17 @@ def _make_view_class() -> type:
         started = traitlets.Float(0.0).tag(sync=True)
         ended = traitlets.Float(0.0).tag(sync=True)
 
-        def __repr__(self) -> str:  # what text/plain shows (and saved notebooks keep)
+        def __repr__(self) -> str:
             return f"RunView({self.title})"
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+            # Where widgets do not render (GitHub, nbconvert, a notebook saved without
+            # widget state) the view shows nothing: the transcript below it is the run.
+            bundle = super()._repr_mimebundle_(**kwargs)
+            data = bundle[0] if isinstance(bundle, tuple) else bundle  # (data, metadata)
+            if isinstance(data, dict) and "text/plain" in data:
+                data["text/plain"] = ""
+            return bundle
 
     return RunView
 
@@ -103,10 +112,14 @@ class NotebookSink:
 
     ``await agentnb.run(agent, ..., sink=NotebookSink())``. *fmt* is how the final
     transcript is left: ``markdown`` (default, with a plain-text twin), ``text``
-    or ``events`` (one line per event). *interval* is the flush period.
+    or ``events`` (one line per event). *interval* is the flush period. With
+    *error_in_cell*, the run's own error is left out of the transcript: the
+    caller raises it, so the cell shows it once, as its error output.
     """
 
-    def __init__(self, *, fmt: str = "markdown", interval: float = 0.1) -> None:
+    def __init__(
+        self, *, fmt: str = "markdown", interval: float = 0.1, error_in_cell: bool = False
+    ) -> None:
         if fmt not in _FORMATS:
             raise ValueError(f"fmt must be one of {', '.join(_FORMATS)}, got {fmt!r}")
         if interval <= 0:
@@ -115,7 +128,7 @@ class NotebookSink:
         self.interval = interval
         self.view: Any = None
         self.run: Run | None = None
-        self.transcript = Transcript()
+        self.transcript = Transcript(error_elsewhere=error_in_cell)
         self._lines: list[str] = []  # fmt="events"
         self._items: list[Item] = []
         self._sent = 0
@@ -246,7 +259,9 @@ class NotebookSink:
     def _from_view(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):
             return
-        if content.get("t") == "stop" and self.run is not None:
+        if content.get("t") == "ping" and self.view is not None:
+            self.view.send({"t": "pong"})  # the view asks whether this kernel is still there
+        elif content.get("t") == "stop" and self.run is not None:
             self.run.cancel("stopped from the notebook")
         elif content.get("t") == "sync" and self.view is not None:
             have = content.get("have")
@@ -281,7 +296,9 @@ def _in_kernel() -> bool:
 _hinted = False
 
 
-def notebook_sink(fmt: str = "markdown") -> NotebookSink | ConsoleSink:
+def notebook_sink(
+    fmt: str = "markdown", *, error_in_cell: bool = False
+) -> NotebookSink | ConsoleSink:
     """A NotebookSink in a Jupyter kernel with widgets, else a ConsoleSink (and a hint)."""
     global _hinted
     if _in_kernel():
@@ -290,7 +307,7 @@ def notebook_sink(fmt: str = "markdown") -> NotebookSink | ConsoleSink:
         except ImportError:
             pass
         else:
-            return NotebookSink(fmt=fmt)
+            return NotebookSink(fmt=fmt, error_in_cell=error_in_cell)
     if not _hinted:
         _hinted = True
         print(_INSTALL_HINT)

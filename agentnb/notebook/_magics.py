@@ -16,8 +16,13 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import contextlib
+import inspect
 import re
+import threading
+import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -27,10 +32,12 @@ from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 
 from .._exceptions import RunCancelled
 from .._registry import get_agent, list_agents
+from .._run import run as run_agent
 
 __all__ = ["AgentMagics", "load_ipython_extension", "run_background", "run_magic", "transform_cell"]
 
 _VALUE_OPTIONS = {"-o", "--out", "-f", "--format"}
+_FLAG_OPTIONS = {"-b", "--background", "--list", "-h", "--help"}
 _FORMATS = ("markdown", "text", "events")
 _MODULE = __name__
 
@@ -60,7 +67,8 @@ class AgentMagics(Magics):
     @argument(
         "input",
         nargs=argparse.REMAINDER,
-        help="%%agent: the input text, as typed (%%%%agent: the cell body); options go before NAME",
+        help="%%agent: the input text, as typed (%%%%agent: the cell body); options go before "
+        "NAME (after it, `--` starts an input that begins with an option's name)",
     )
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> None:
@@ -101,9 +109,40 @@ def _reorder(tokens: list[str]) -> list[str]:
     return options + rest
 
 
+def _is_option(word: str) -> bool:
+    name = word.split("=", 1)[0]
+    return name in _VALUE_OPTIONS or name in _FLAG_OPTIONS or word[:2] in {"-o", "-f"}
+
+
+def _misplaced(line: str) -> str | None:
+    """``%agent NAME -o VAR input``: the line with the options put first, else None."""
+    words = line.split()
+    i = 0
+    while i < len(words) and words[i].startswith("-"):  # the options in their place
+        i += 2 if words[i] in _VALUE_OPTIONS else 1
+    if i >= len(words) - 1:
+        return None
+    name, rest = words[i], words[i + 1 :]
+    moved: list[str] = []
+    while rest and _is_option(rest[0]):
+        take = 2 if rest[0] in _VALUE_OPTIONS else 1
+        moved += rest[:take]
+        rest = rest[take:]
+    if not moved:
+        return None
+    return " ".join(["%agent", *words[:i], *moved, name, *rest])
+
+
 def _parse(line: str, cell: str | None) -> argparse.Namespace:
     func = AgentMagics.agent
     if cell is None:
+        fixed = _misplaced(line)
+        if fixed is not None:
+            raise UsageError(
+                f"%agent takes its options before the agent's name; everything after the name "
+                f"is the input. Did you mean:\n    {fixed}\n(to send an input that starts "
+                "with an option's name, put `--` after the agent's name)"
+            )
         return parse_argstring(func, line)
     args = parse_argstring(func, " ".join(_quote(t) for t in _reorder(arg_split(line))))
     if args.input:
@@ -183,13 +222,44 @@ class _Magic:
         if self.args.out and namespace is not None:
             namespace[self.args.out] = value
 
+    def call_args(self) -> tuple[str, ...]:
+        """The agent's arguments: the input, or none for an agent that takes none."""
+        assert self.fn is not None
+        if _takes_input(self.fn):
+            return (self.text,)
+        if self.text:
+            raise UsageError(
+                f"the agent {self.name!r} takes no input, but was given {self.text[:60]!r}: "
+                f"run it as `%agent {self.args.name}`"
+            )
+        return ()
+
     def start(self) -> None:
         """Start the run in the background, streaming into this cell."""
         from . import _display
 
         assert self.fn is not None
-        run = _display.start_in_cell(self.fn, self.text, fmt=self.args.format, name=self.name)
+        run = _display.start_in_cell(
+            self.fn, *self.call_args(), fmt=self.args.format, name=self.name
+        )
         run.add_done_callback(lambda r: self.store(r.result) if r.status == "done" else None)
+
+
+def _takes_input(fn: Callable[..., Any]) -> bool:
+    """Whether *fn* can be called with one positional argument (the magic's input)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable: assume it takes the input
+        return True
+    try:
+        signature.bind("input")
+    except TypeError:
+        try:
+            signature.bind()
+        except TypeError:
+            return True  # it needs other arguments: the call says which
+        return False
+    return True
 
 
 def run_background(line: str, cell: str | None, shell: Any) -> None:
@@ -228,15 +298,59 @@ async def run_magic(line: str, cell: str | None, shell: Any) -> None:
     if args.background and _interactive(shell):
         magic.start()
         return
+    inputs = magic.call_args()
+    # The cell shows the agent's error as its error output, so the transcript leaves it out.
+    sink = _display.notebook_sink(args.format, error_in_cell=True)
     try:
-        value = await _display.show(magic.fn, magic.text, fmt=args.format, name=magic.name)
+        value = await run_agent(magic.fn, *inputs, sink=sink, name=magic.name)
     except RunCancelled:
         return  # stopped with the button: the cell shows "cancelled"; Run All goes on
     except asyncio.CancelledError:
         # The kernel was interrupted: the run is cancelled and says so; stop here
         # the way an interrupted cell does.
         raise KeyboardInterrupt from None
+    except Exception as exc:
+        _agent_traceback(exc, shell)
+        raise
     magic.store(value)
+
+
+# Frames of these are plumbing between the cell and the agent: agentnb, asyncio,
+# threading's and contextlib's callers.
+_PLUMBING = (
+    str(Path(asyncio.__file__).resolve().parent),
+    str(Path(threading.__file__).resolve()),
+    str(Path(contextlib.__file__).resolve()),
+    str(Path(__file__).resolve().parent.parent),
+)
+
+
+def _agent_traceback(exc: BaseException, shell: Any) -> None:
+    """Have IPython show *exc* from the agent's first frame on: no frame of agentnb's or the cell's.
+
+    IPython's documented hook for this is an exception's ``_render_traceback_``;
+    it is set on *exc* only, and renders with the shell's own traceback formatter.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PLUMBING):
+        tb = tb.tb_next
+    if tb is None or shell is None or not hasattr(shell, "InteractiveTB"):
+        return  # raised in agentnb itself (a bad argument, say): its own message says it
+    frames: list[types.TracebackType] = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    trimmed: types.TracebackType | None = None
+    for frame in reversed(frames):
+        trimmed = types.TracebackType(trimmed, frame.tb_frame, frame.tb_lasti, frame.tb_lineno)
+    formatter = shell.InteractiveTB
+
+    def render() -> list[str]:
+        lines: list[str] = formatter.structured_traceback(type(exc), exc, trimmed, tb_offset=0)
+        return lines
+
+    with contextlib.suppress(AttributeError):  # a class with __slots__: IPython's own view
+        exc._render_traceback_ = render  # type: ignore[attr-defined]
 
 
 def _interactive(shell: Any) -> bool:
@@ -267,7 +381,9 @@ def _raw_input(line: str) -> str:
         elif word.startswith("-"):
             i += 1
         else:
-            return line[words[i].end() :].strip()
+            rest = line[words[i].end() :].strip()
+            # `--` after the name: the input starts after it (and may start like an option)
+            return rest[2:].strip() if rest == "--" or rest.startswith(("-- ", "--\t")) else rest
     return ""
 
 

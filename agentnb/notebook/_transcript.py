@@ -36,12 +36,28 @@ class Transcript:
     as a quote labelled with its name; tool calls and results become one-line
     code; an error shows its type and message (the live view and the cell's
     own error output have the traceback, whose file paths differ between
-    machines); a cancelled run says so. Status and custom events are live-only.
+    machines); a cancelled run says so, once (its sub-runs cancelled with it are
+    not listed again). Status and custom events are live-only.
+
+    With *error_elsewhere*, the run's own error is left out: the cell shows it
+    as its error output (a ``%%agent`` cell that fails raises the agent's error).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, error_elsewhere: bool = False) -> None:
         self._blocks: list[tuple[str, tuple[str, ...], list[str]]] = []  # (kind, path, parts)
         self._root: tuple[str, ...] | None = None
+        self.error_elsewhere = error_elsewhere
+
+    def _shown(self) -> list[tuple[str, tuple[str, ...], list[str]]]:
+        """The blocks a reader is shown (see the class's docstring for what is left out)."""
+        root = self._root
+        cancelled = any(kind == "cancelled" and path == root for kind, path, _ in self._blocks)
+        return [
+            (kind, path, parts)
+            for kind, path, parts in self._blocks
+            if not (cancelled and kind == "cancelled" and path != root)
+            and not (self.error_elsewhere and kind == "error" and path == root)
+        ]
 
     def add(self, event: Event) -> None:
         if self._root is None:
@@ -86,7 +102,7 @@ class Transcript:
         renderer would act on ESC and CR). Other items are lines of their own.
         """
         out = _Joiner()
-        for kind, path, parts in self._blocks:
+        for kind, path, parts in self._shown():
             child = path != self._root
             label = f"[{_one_line(self._label(path))}] " if child else ""
             if kind == "text":
@@ -114,7 +130,7 @@ class Transcript:
         is the transcript's own.
         """
         out = _Joiner(blank=True)
-        for kind, path, parts in self._blocks:
+        for kind, path, parts in self._shown():
             child = path != self._root
             label = escape_markdown_inline(self._label(path))
             if kind == "text":

@@ -7,6 +7,13 @@
 // (a page reload, a second view) asks for everything it lacks the same way.
 // Everything the kernel sends is agent data and only ever reaches the page as
 // text (textContent), never as HTML: Markdown and markup in it show as typed.
+// The one element made from it is a link, for a web address (http or https
+// only) in the text: its href and its text are that address.
+//
+// Once the run ends the view folds to its status line (the transcript below is
+// the run); "show run" unfolds it. A view whose kernel went away (restart,
+// shutdown, a lost connection) while its run was running says so: it asks the
+// kernel {t: "ping"} and, with no {t: "pong"} within PONG_MS, shows "ended".
 
 // Line endings as the transcript reads them: CRLF and a lone CR are line breaks.
 const lines = (s) => s.replace(/\r\n?/g, "\n");
@@ -26,9 +33,36 @@ function forget(model) {
   STORES.delete(model.get("key"));
 }
 
+const PONG_MS = 1500;
+const URL = /\bhttps?:\/\/[^\s<>"'`\u0000-\u001f\u007f]+[^\s<>"'`.,;:!?)\]}\u0000-\u001f\u007f]/g;
+
+// *text* as text nodes, with each web address in it a link.
+function linked(text) {
+  const out = document.createDocumentFragment();
+  let at = 0;
+  for (const m of text.matchAll(URL)) {
+    if (m.index > at) out.append(text.slice(at, m.index));
+    const a = document.createElement("a");
+    a.href = m[0];
+    a.textContent = m[0];
+    a.target = "_blank";
+    a.rel = "noopener noreferrer nofollow";
+    out.append(a);
+    at = m.index + m[0].length;
+  }
+  if (at < text.length) out.append(text.slice(at));
+  return out;
+}
+
+function plural(n, one, many) {
+  return n + " " + (n === 1 ? one : many);
+}
+
 function receive(model, msg) {
-  if (!msg || msg.t !== "items") return;
+  if (!msg) return;
   const s = store(model);
+  if (msg.t === "pong") { for (const view of s.views) view.alive(); return; }
+  if (msg.t !== "items") return;
   const have = s.items.length;
   if (msg.offset > have) { model.send({ t: "sync", have }); return; }
   const fresh = msg.items.slice(have - msg.offset);
@@ -65,7 +99,11 @@ class View {
       this.stop.disabled = true;
       model.send({ t: "stop" });
     });
-    this.head.append(this.dot, this.state, this.title, this.note, this.stop);
+    this.toggle = document.createElement("button");
+    this.toggle.className = "agentnb-toggle";
+    this.toggle.hidden = true;
+    this.toggle.addEventListener("click", () => this.fold(!this.body.hidden));
+    this.head.append(this.dot, this.state, this.title, this.note, this.toggle, this.stop);
     this.body = document.createElement("div");
     this.body.className = "agentnb-body";
     this.root.append(this.head, this.body);
@@ -73,25 +111,93 @@ class View {
     this.blocks = [];
     this.activity = "";
     this.customs = new Map();
+    this.counts = { tools: 0, words: 0, errors: 0, runs: new Set() };
+    this.folded = false; // folded once, when the run ended; then as the reader likes
+    this.lost = false;
+    this.waiting = null; // the timer of an unanswered ping
     this.onState = () => this.header();
+    this.onGone = () => this.ping();
     model.on("change:status", this.onState);
     model.on("change:ended", this.onState);
+    model.on("comm_live_update", this.onGone);
+    model.on("destroy", this.onGone);
     this.timer = setInterval(() => this.header(), 500);
     this.header();
+    if (this.running()) this.ping(); // a view drawn again (reload, reopen): is its kernel there?
+  }
+
+  running() {
+    return this.model.get("status") === "running" && !this.lost;
+  }
+
+  // Ask the kernel whether it is still there; no answer in time: the run is over for us.
+  ping() {
+    if (!this.running() || this.waiting) return;
+    this.waiting = setTimeout(() => this.gone(), PONG_MS);
+    try {
+      this.model.send({ t: "ping" });
+    } catch (err) {
+      this.gone();
+    }
+  }
+
+  alive() {
+    if (this.waiting) clearTimeout(this.waiting);
+    this.waiting = null;
+    if (this.lost) {
+      this.lost = false;
+      this.header();
+    }
+  }
+
+  gone() {
+    if (this.waiting) clearTimeout(this.waiting);
+    this.waiting = null;
+    if (this.model.get("status") !== "running") return;
+    this.lost = true;
+    this.header();
+  }
+
+  fold(folded) {
+    this.body.hidden = folded;
+    this.toggle.textContent = folded ? "show run" : "hide run";
+    this.toggle.title = folded ? "Show the whole run" : "Fold the run to this line";
+  }
+
+  tally() {
+    const c = this.counts;
+    const parts = [];
+    if (c.runs.size) parts.push(plural(c.runs.size, "sub-run", "sub-runs"));
+    if (c.tools) parts.push(plural(c.tools, "tool call", "tool calls"));
+    if (c.words) parts.push(plural(c.words, "word", "words"));
+    if (c.errors) parts.push(plural(c.errors, "error", "errors"));
+    return parts;
   }
 
   header() {
     const m = this.model;
-    const status = m.get("status");
+    const status = this.lost ? "lost" : m.get("status");
     const running = status === "running";
     const ended = m.get("ended") || Date.now() / 1000;
     const took = Math.max(0, ended - (m.get("started") || ended));
     this.root.dataset.status = status;
-    this.state.textContent = { running: "running", done: "done", error: "failed", cancelled: "cancelled" }[status] || status;
+    this.state.textContent = { running: "running", done: "done", error: "failed", cancelled: "cancelled", lost: "ended" }[status] || status;
     this.title.textContent = m.get("title");
-    this.note.textContent = (this.activity && running ? this.activity + " · " : "") + fmtTime(took);
+    if (this.lost) {
+      this.note.textContent = "the kernel is gone (restarted, shut down or disconnected)";
+    } else if (running) {
+      this.note.textContent = (this.activity ? this.activity + " · " : "") + fmtTime(took);
+    } else {
+      this.note.textContent = [fmtTime(took), ...this.tally()].join(" · ");
+    }
     this.stop.hidden = !running;
+    if (!running && !this.lost && !this.folded) {
+      this.folded = true;
+      this.toggle.hidden = false;
+      this.fold(true);
+    }
     if (!running && this.timer) { clearInterval(this.timer); this.timer = null; }
+    if (running && !this.timer) this.timer = setInterval(() => this.header(), 500);
   }
 
   block(kind, path) {
@@ -115,13 +221,16 @@ class View {
 
   update(items) {
     const touched = new Set();
+    const c = this.counts;
     for (; this.shown < items.length; this.shown++) {
       const [kind, path, a, b] = items[this.shown];
+      if (path) c.runs.add(path);
       if (kind === "text") {
         const blk = this.block("text", path);
         blk.text += a;
         touched.add(blk);
       } else if (kind === "tool") {
+        if (a.startsWith("\u2192")) c.tools += 1;
         const blk = this.block("tool", path);
         const d = document.createElement("details");
         const s = document.createElement("summary");
@@ -131,6 +240,7 @@ class View {
         d.append(s, pre);
         blk.content.append(d);
       } else if (kind === "error") {
+        c.errors += 1;
         const blk = this.block("error", path);
         const pre = document.createElement("pre");
         pre.textContent = b || a;
@@ -156,13 +266,23 @@ class View {
         blk.content.textContent = "cancelled" + (a ? ": " + a : "");
       }
     }
-    for (const blk of touched) blk.content.textContent = lines(blk.text);
+    for (const blk of touched) {
+      blk.content.replaceChildren(linked(lines(blk.text)));
+      const words = (blk.text.match(/\S+/g) || []).length;
+      c.words += words - (blk.words || 0);
+      blk.words = words;
+    }
+    if (this.lost && items.length) this.alive(); // the kernel sends: it is there
+    if (!this.running()) this.header();
   }
 
   dispose() {
     if (this.timer) clearInterval(this.timer);
+    if (this.waiting) clearTimeout(this.waiting);
     this.model.off("change:status", this.onState);
     this.model.off("change:ended", this.onState);
+    this.model.off("comm_live_update", this.onGone);
+    this.model.off("destroy", this.onGone);
   }
 }
 

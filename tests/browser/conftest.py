@@ -8,12 +8,15 @@ from typing import Any
 import nbformat
 import pytest
 
-from harness.browser import Browser, chromium
+from harness.browser import Browser, chromium, missing
 from tests.browser.pages import QUICKSTART
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    problem = missing()
+    if problem is not None:  # say what to install, in one line (not Playwright's error)
+        pytest.fail(problem, pytrace=False)
     with chromium() as launched:
         yield launched
 

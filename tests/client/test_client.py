@@ -67,7 +67,30 @@ async def waiting(text: str) -> None:
     await forever()
 
 
-AGENTS: list[Callable[..., Any]] = [kinds_agent, helper, paced, failing, waiting]
+async def family(topic: str) -> str:
+    """Sub-runs two deep, one that fails and one that is cancelled, between the parent's text."""
+    agentnb.emit("before ")
+    await agentnb.run(middle, topic)
+    with contextlib.suppress(ValueError):
+        await agentnb.run(failing, topic)
+    stuck = agentnb.start(waiting, topic)
+    await asyncio.sleep(0.05)
+    stuck.cancel("enough")
+    with contextlib.suppress(agentnb.RunCancelled):
+        await stuck.wait()
+    agentnb.emit("after")
+    return "family done"
+
+
+async def middle(topic: str) -> str:
+    agentnb.emit(Status("in the middle"))
+    agentnb.emit(f"middle {topic} ")
+    await agentnb.run(helper, topic)
+    agentnb.emit("middle again ")
+    return "middle"
+
+
+AGENTS: list[Callable[..., Any]] = [kinds_agent, helper, paced, failing, waiting, family]
 
 
 _hubs: dict[str, RunHub] = {}
@@ -324,15 +347,52 @@ async def test_remote_agent_feeds_local_sinks_with_the_remote_events(base: str) 
     result = await agentnb.run(remote(base, "kinds_agent"), "tides", sink=recorder)
     assert result == {"topic": "tides"}
     assert recorder.kinds() == [
-        "status", "tool_call", "tool_result", "progress", "text", "status", "text", "done",
+        "status", "tool_call", "tool_result", "progress", "text", "done", "text", "done",
     ]  # fmt: skip
-    assert [e.path for e in recorder.events] == [("kinds_agent",)] * 8
-    assert recorder.events[5] == Status("kinds_agent/helper done", **stamps(recorder.events[5]))
+    assert [e.path for e in recorder.events] == [("kinds_agent",)] * 4 + [
+        ("kinds_agent", "helper")
+    ] * 2 + [("kinds_agent",)] * 2
     assert "".join(texts(recorder.events)) == ("helping with tidesabout tides\r\n\u2028 🌊")
 
 
-def stamps(event: Event) -> agentnb.Stamps:
-    return {"run_id": event.run_id, "seq": event.seq, "path": event.path, "ts": event.ts}
+def shape(events: list[Event]) -> list[tuple[str, tuple[str, ...], str]]:
+    """Each event's kind, path and payload: what a sink shows, without ids and times."""
+    out = []
+    for event in events:
+        payload = dict(event.payload())
+        if event.kind == "error":  # the local copy wraps the remote error and its traceback
+            payload = {"message": str(payload["message"]).split(": ", 1)[-1]}
+        out.append((event.kind, event.path, repr(sorted(payload.items()))))
+    return out
+
+
+async def test_remote_sub_runs_are_local_sub_runs_as_the_local_run_has_them(base: str) -> None:
+    """Children, grandchildren, a failed and a cancelled child: the same runs, in the same order."""
+    here, there = Recorder(), Recorder()
+    assert await agentnb.run(family, "tides", sink=here) == "family done"
+    assert await agentnb.run(remote(base, "family"), "tides", sink=there) == "family done"
+    assert shape(there.events) == shape(here.events)
+    assert [e.path for e in there.events if e.terminal] == [
+        ("family", "middle", "helper"), ("family", "middle"), ("family", "failing"),
+        ("family", "waiting"), ("family",),
+    ]  # fmt: skip
+    runs = {e.path: e.run_id for e in there.events}
+    assert len(set(runs.values())) == 5  # five local runs, each with its own id
+    for path in runs:  # each local run's events are numbered as its own
+        seqs = [e.seq for e in there.events if e.path == path]
+        assert seqs == sorted(set(seqs))
+
+
+async def test_cancelling_a_remote_run_with_live_sub_runs_ends_every_local_one(base: str) -> None:
+    recorder = FirstEvent()
+    run = agentnb.start(remote(base, "family"), "x", sink=recorder)
+    await eventually(lambda: any(e.path == ("family", "waiting") for e in recorder.events))
+    run.cancel("stop")
+    with pytest.raises(agentnb.RunCancelled):
+        await run.wait()
+    ends = [(e.path, e.kind) for e in recorder.events if e.terminal]
+    assert ends[-2:] == [(("family", "waiting"), "cancelled"), (("family",), "cancelled")]
+    assert len({path for path, _ in ends}) == len(ends)  # exactly one end per run
 
 
 async def test_remote_agent_error_is_raised_locally_with_the_remote_traceback(

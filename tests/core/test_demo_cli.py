@@ -295,3 +295,20 @@ def test_cli_without_a_command_is_a_usage_error() -> None:
     done = _cli()
     assert done.returncode == 2
     assert "usage" in done.stderr.lower()
+
+
+def test_cli_demo_takes_options_between_the_agent_and_its_input() -> None:
+    done = _cli("demo", "poet", "--speed", "0", "the", "moon")
+    assert done.returncode == 0, done.stderr
+    assert _poem("the moon") in done.stdout
+    between = _cli("demo", "poet", "the", "--speed", "0", "moon")
+    assert between.returncode == 0, between.stderr
+    assert _poem("the moon") in between.stdout
+
+
+def test_cli_demo_refuses_an_unknown_option_under_its_own_usage_line() -> None:
+    done = _cli("demo", "poet", "--sped", "0", "the", "moon")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: python -m agentnb demo ")
+    assert "unrecognized arguments: --sped" in done.stderr
+    assert done.stdout == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import contextlib
 import gc
 import html
@@ -25,16 +26,19 @@ from agentnb import Status, ToolCall, ToolResult
 from agentnb._format import visible_controls
 from agentnb.demo import flaky, poet, researcher
 from agentnb.notebook import Transcript, escape_markdown, unload_ipython_extension
-from agentnb.notebook._magics import _parse, run_magic, transform_cell
+from agentnb.notebook._magics import _parse, _raw_input, _takes_input, run_magic, transform_cell
 from agentnb.notebook._markdown import escape_markdown_inline
 from agentnb.testing import capture_events
+from harness.wait import eventually
 from tests import hostile
 
 # -- the final transcript ----------------------------------------------------------
 
 
-def transcript_of(agent: Callable[..., Any], text: str, **kwargs: Any) -> Transcript:
-    transcript = Transcript()
+def transcript_of(
+    agent: Callable[..., Any], text: str, *, error_elsewhere: bool = False, **kwargs: Any
+) -> Transcript:
+    transcript = Transcript(error_elsewhere=error_elsewhere)
     # flaky raises: its Error event is in the transcript
     with capture_events() as events, contextlib.suppress(RuntimeError):
         agentnb.run_sync(agent, text, **kwargs)
@@ -113,6 +117,52 @@ def test_a_failed_run_ends_with_its_error() -> None:
     )
     message = "flaky failed as asked (input: 'please fail')"
     assert transcript.plain().rstrip("\n").endswith(f"\nRuntimeError: {message}")
+
+
+def test_an_error_the_cell_shows_is_left_out_of_the_transcript() -> None:
+    transcript = transcript_of(flaky, "please fail", speed=0, error_elsewhere=True)
+    assert "RuntimeError" not in transcript.markdown()
+    assert "RuntimeError" not in transcript.plain()
+    assert "Working on" in transcript.plain()  # the rest of the run is there
+
+
+async def child_fails(_text: str) -> None:
+    agentnb.emit("parent text")
+    await agentnb.run(flaky, "please fail", speed=0)
+
+
+def test_a_sub_runs_error_stays_when_the_cell_shows_the_runs_own() -> None:
+    transcript = transcript_of(child_fails, "x", error_elsewhere=True)
+    # The sub-run's error is the run's text; the root's (the same error, raised on) goes.
+    assert transcript.plain().count("RuntimeError") == 1
+    assert "[flaky] RuntimeError" in transcript.plain()
+
+
+async def slow_child(_text: str) -> None:
+    agentnb.emit("waiting")
+    await asyncio.sleep(3600)
+
+
+async def waits_for_children(text: str) -> None:
+    agentnb.emit("started")
+    await asyncio.gather(agentnb.run(slow_child, text), agentnb.run(slow_child, text, name="two"))
+
+
+async def test_a_cancelled_run_says_cancelled_once() -> None:
+    transcript = Transcript()
+    with capture_events() as events:
+        run = agentnb.start(waits_for_children, "x")
+        await eventually(lambda: events.kinds().count("text") == 3, what="both sub-runs began")
+        run.cancel("stopped from the notebook")
+        with contextlib.suppress(agentnb.RunCancelled):
+            await run.wait()
+    kinds = [(e.path, e.kind) for e in events]
+    assert sum(kind == "cancelled" for _, kind in kinds) == 3  # the events keep every end
+    for event in events:
+        transcript.add(event)
+    assert transcript.plain().count("cancelled") == 1
+    assert transcript.plain().endswith("cancelled: stopped from the notebook")
+    assert transcript.markdown().count("cancelled") == 1
 
 
 def test_plain_text_shows_line_endings_as_lf_and_controls_as_pictures() -> None:
@@ -251,7 +301,8 @@ def test_agent_text_inside_a_string_is_left_alone() -> None:
         ("poet the sea", None, {"name": "poet", "input": ["the", "sea"], "background": False}),
         ("poet what's 'the sea'", None, {"name": "poet", "input": ["what's", "'the sea'"]}),
         ("-b -o x poet a", None, {"name": "poet", "input": ["a"], "background": True, "out": "x"}),
-        ("poet -b", None, {"name": "poet", "input": ["-b"], "background": False}),  # input text
+        ("poet -- -b", None, {"name": "poet", "input": ["-b"], "background": False}),
+        ("poet the -b", None, {"name": "poet", "input": ["the", "-b"], "background": False}),
         ("--list", None, {"list": True, "name": None}),
         ("poet", "body", {"name": "poet", "input": [], "format": "markdown"}),
         ("poet --background -f text", "b", {"background": True, "format": "text"}),
@@ -274,11 +325,49 @@ def test_arguments_parse(line: str, cell: str | None, expected: dict[str, Any]) 
         ("poet extra words", "body", "unexpected: 'extra words'"),
         ("--nope poet", "body", "unrecognized arguments: --nope"),
         ("-o", None, "expected one argument"),
+        # Options after the name: refused, with the line as it should be.
+        ("poet -o late the sea", None, r"Did you mean:\n    %agent -o late poet the sea\n"),
+        ("poet -b", None, r"Did you mean:\n    %agent -b poet\n"),
+        ("-f text poet --out=x -b a b", None, r"%agent -f text --out=x -b poet a b\n"),
     ],
 )
 def test_bad_arguments_raise_usage_error(line: str, cell: str | None, says: str) -> None:
     with pytest.raises(UsageError, match=says):
         _parse(line, cell)
+
+
+@pytest.mark.parametrize(
+    ("line", "text"),
+    [
+        ("poet the sea", "the sea"),
+        ("-b poet  two  spaces ", "two  spaces"),
+        ("poet -- -o is an option's name", "-o is an option's name"),
+        ("poet --", ""),
+        ("poet --not-a-separator", "--not-a-separator"),
+    ],
+)
+def test_the_input_is_the_text_after_the_name_as_typed(line: str, text: str) -> None:
+    assert _raw_input(line) == text
+
+
+async def no_input() -> str:
+    return "nothing asked"
+
+
+async def optional_input(text: str = "") -> str:
+    return text
+
+
+def needs_two(a: str, b: str) -> str:
+    return a + b
+
+
+def test_an_agent_is_called_with_the_input_only_if_it_takes_one() -> None:
+    assert _takes_input(poet)
+    assert _takes_input(optional_input)
+    assert not _takes_input(no_input)
+    assert _takes_input(needs_two)  # the call itself says what is missing
+    assert _takes_input(print)
 
 
 # -- the magics in a terminal IPython (IPython's test shell) --------------------------
