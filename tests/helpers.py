@@ -6,6 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import agentnb
+import agentnb.demo  # full_text() runs the demo agents by name: they must be registered
 from agentnb.testing import capture_events
 
 

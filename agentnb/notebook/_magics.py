@@ -323,6 +323,12 @@ _PLUMBING = (
     str(Path(contextlib.__file__).resolve()),
     str(Path(__file__).resolve().parent.parent),
 )
+_DEMO = str(Path(__file__).resolve().parent.parent / "demo.py")  # agents, not plumbing
+
+
+def _plumbing(tb: types.TracebackType) -> bool:
+    filename = tb.tb_frame.f_code.co_filename
+    return filename.startswith(_PLUMBING) and filename != _DEMO
 
 
 def _agent_traceback(exc: BaseException, shell: Any) -> None:
@@ -332,7 +338,7 @@ def _agent_traceback(exc: BaseException, shell: Any) -> None:
     it is set on *exc* only, and renders with the shell's own traceback formatter.
     """
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PLUMBING):
+    while tb is not None and _plumbing(tb):
         tb = tb.tb_next
     if tb is None or shell is None or not hasattr(shell, "InteractiveTB"):
         return  # raised in agentnb itself (a bad argument, say): its own message says it

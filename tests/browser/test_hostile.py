@@ -74,8 +74,14 @@ AUDIT = r"""async (index) => {
         // printed one): its href is the text it shows.
         const autolink = tag === 'a' && el.closest('.jp-RenderedText') &&
             (el.getAttribute('href') || '').includes(el.textContent.trim());
+        // The live view does the same: a web address in agent text is a link to itself.
+        const viewLink = tag === 'a' && el.closest('.agentnb-run') &&
+            el.getAttribute('href') === el.textContent && /^https?:\/\//.test(el.textContent);
+        if (tag === 'a' && el.closest('.agentnb-run') && !viewLink) {
+            problems.push('a link in the view that is not its own web address: ' + where(el));
+        }
         for (const attr of el.attributes) {
-            if (/pwn/i.test(attr.name) || (/pwn/i.test(attr.value) && !autolink)) {
+            if (/pwn/i.test(attr.name) || (/pwn/i.test(attr.value) && !autolink && !viewLink)) {
                 problems.push('attribute from a payload: ' + attr.name + ' in ' + where(el));
             }
             if (/^on/i.test(attr.name)) problems.push('handler attribute: ' + where(el));
@@ -106,9 +112,10 @@ AUDIT = r"""async (index) => {
            {'class': ['mathjax_ignore']});
     strict('.jp-RenderedText[data-mime-type="text/plain"]', ['pre', 'a'],
            {'href': null, 'rel': ['noopener'], 'target': ['_blank']});
-    strict('.agentnb-run', ['div', 'span', 'button', 'details', 'summary', 'pre'],
-           {'class': null, 'data-status': null, 'title': ['Cancel this run'], 'hidden': [''],
-            'disabled': [''], 'open': ['']});
+    strict('.agentnb-run', ['div', 'span', 'button', 'details', 'summary', 'pre', 'a'],
+           {'class': null, 'data-status': null, 'hidden': [''], 'disabled': [''], 'open': [''],
+            'title': ['Cancel this run', 'Show the whole run', 'Fold the run to this line'],
+            'href': null, 'rel': ['noopener noreferrer nofollow'], 'target': ['_blank']});
     const text = (selector) => [...node.querySelectorAll(selector)].map((e) => e.innerText);
     return {
         problems,

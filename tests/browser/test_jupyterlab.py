@@ -246,3 +246,51 @@ def test_a_page_reloaded_mid_run_shows_the_full_text_once_the_run_ends(
     settle(page, SHOWN, [index, expected], timeout=10)
     blocks = cell(page, index).locator(".agentnb-text:not(.agentnb-child)")
     assert "".join(blocks.all_inner_texts()) == expected
+
+
+def test_a_finished_run_folds_to_its_status_line_one_click_from_the_whole_view(
+    page: Page, lab: Jupyter, quickstart: Any
+) -> None:
+    index, _, _ = agent_cell(quickstart)
+    open_notebook(page, lab, "01_quickstart.ipynb")
+    view = cell(page, index)
+    run_cells(page, load_cell(quickstart), index)
+    view.locator('.agentnb-run[data-status="done"]').wait_for(timeout=60_000)
+    body, toggle = view.locator(".agentnb-body"), view.locator(".agentnb-toggle")
+    assert body.is_hidden()  # the run is read once: in the transcript below
+    assert toggle.inner_text() == "show run"
+    assert view.locator(".agentnb-state").inner_text() == "done"
+    note = view.locator(".agentnb-note").inner_text()
+    assert "1 tool call" in note
+    assert " words" in note
+    assert view.locator(".jp-OutputArea-output.jp-RenderedMarkdown").count() == 1
+    toggle.click()
+    assert body.is_visible()
+    assert toggle.inner_text() == "hide run"
+    toggle.click()
+    assert body.is_hidden()
+
+
+def test_a_kernel_restart_ends_a_running_view_and_hides_stop(
+    page: Page, lab: Jupyter, quickstart: Any
+) -> None:
+    index = len(quickstart.cells)  # LONG_RUN, appended to the copy
+    open_notebook(page, lab, "01_quickstart.ipynb")
+    view = cell(page, index)
+    start_sampler(page, index)
+    run_cells(page, load_cell(quickstart), index)
+    wait_for(page, STREAMED_A_LITTLE, timeout=60)
+    assert view.locator(".agentnb-stop").is_visible()
+    page.evaluate(
+        "() => { window.__restartedAt = performance.now();"
+        " window.__restart = window.jupyterapp.shell.currentWidget.sessionContext.session"
+        ".kernel.restart(); }"
+    )
+    view.locator('.agentnb-run[data-status="lost"]').wait_for(timeout=20_000)
+    took = page.evaluate("() => performance.now() - window.__restartedAt")
+    print(f"the view said the run was over {took / 1000:.2f} s after the restart")
+    assert view.locator(".agentnb-state").inner_text() == "ended"
+    assert "kernel is gone" in view.locator(".agentnb-note").inner_text()
+    assert view.locator(".agentnb-stop").is_hidden()
+    samples(page)  # stop the sampler
+    page.evaluate("async () => { await window.__restart; }")  # the new kernel is up

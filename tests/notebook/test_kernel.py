@@ -162,7 +162,7 @@ def test_agent_cell_shows_the_live_view_then_the_final_transcript(k: Kernel) -> 
     assert [m["msg_type"] for m in outputs] == ["display_data", "display_data"], cell.summary()
     live, final = (m["content"]["data"] for m in outputs)
     assert set(live) == {WIDGET_MIME, "text/plain"}
-    assert live["text/plain"] == "RunView(poet)"
+    assert live["text/plain"] == ""  # where widgets cannot run, no bare "RunView(poet)" line
     assert live[WIDGET_MIME]["model_id"] == view_of(k, cell.msg_id)
     assert set(final) == {"text/markdown", "text/plain"}
     assert value in final["text/plain"]  # the poem, byte for byte
@@ -282,9 +282,51 @@ def test_a_failing_agent_shows_failed_its_error_and_stops_run_all(k: Kernel) -> 
     kind, path, summary, traceback = all_items(k, comm)[-1]
     assert (kind, path, summary) == ("error", "", f"RuntimeError: {message}")
     assert "Traceback (most recent call last)" in traceback
-    assert cell.final["text/plain"].rstrip("\n").endswith(f"\nRuntimeError: {message}")
+    # The error is shown once: by the cell's error output, not again by the transcript.
+    assert "RuntimeError" not in cell.final["text/plain"]
+    assert "RuntimeError" not in cell.final["text/markdown"]
+    # Its traceback starts in the agent's own frames: no agentnb plumbing, no generated line.
+    shown = "\n".join(error["traceback"])
+    assert "flaky" in shown
+    for plumbing in ("run_magic", "__import__", "_invoke.py", "_run.py", "asyncio"):
+        assert plumbing not in shown, (plumbing, shown)
     # The transcript comes before the error, as the run ended before the cell did.
     assert index(k, cell.of_type("display_data")[-1]) < index(k, cell.of_type("error")[0])
+
+
+def test_a_failing_agent_cell_shows_its_own_frames_once(k: Kernel) -> None:
+    k.run_ok(
+        "import agentnb\n"
+        "def deep(x):\n    raise ValueError(f'bad {x}')\n"
+        "@agentnb.agent\nasync def breaks(text):\n    agentnb.emit('working ')\n    deep(text)\n"
+    )
+    cell = k.execute("%%agent breaks\nthe sea")
+    [error] = cell.errors
+    assert (error["ename"], error["evalue"]) == ("ValueError", "bad the sea")
+    shown = "\n".join(error["traceback"])
+    assert "breaks" in shown
+    assert "deep" in shown
+    for plumbing in ("run_magic", "__import__", "agentnb/", "asyncio"):
+        assert plumbing not in shown, (plumbing, shown)
+    assert shown.count("bad the sea") == 1  # one error, one message
+    assert "working" in cell.final["text/plain"]
+    assert "ValueError" not in cell.final["text/plain"]
+
+
+def test_an_agent_without_input_runs_from_its_name_alone(k: Kernel) -> None:
+    k.run_ok("import agentnb\n@agentnb.agent\nasync def noargs():\n    return 'no input needed'\n")
+    cell = k.run_ok("%agent noargs")
+    assert "no input needed" in cell.final["text/plain"]
+    refused = k.execute("%agent noargs some words")
+    assert "takes no input" in refused.stream("stderr") + str(refused.errors)
+
+
+def test_an_option_after_the_agents_name_is_refused_with_the_right_order(k: Kernel) -> None:
+    cell = k.execute("%agent poet -o late the sea")
+    said = cell.stream("stderr") + str(cell.errors)
+    assert "%agent -o late poet the sea" in said
+    assert cell.of_type("display_data") == []  # nothing ran: no "-o late the sea" poem
+    assert k.run_ok("%agent poet -- -o late").final["text/plain"]  # after "--": the input
 
 
 # -- 2. wire discipline --------------------------------------------------------------

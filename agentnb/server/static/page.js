@@ -14,6 +14,11 @@ const RETRIES = 5; // resume attempts in a row without receiving anything
 const RETRY_MS = 300; // first pause before resuming; doubles each time
 const MAX_JSON = 300; // characters of a tool's args or result shown on its line
 const TERMINAL = new Set(["done", "error", "cancelled"]);
+// The words for a run's state, as the notebook cell says them.
+const STATE_WORDS = { idle: "idle", running: "running", done: "done", error: "failed", cancelled: "cancelled" };
+const ARG_LIMIT = 60; // characters of one tool argument, as the cell shows it
+const DEFAULT_AGENT = "poet"; // chosen first when the server has it (the demo's)
+const DEFAULT_INPUT = { poet: "the sea" };
 
 /**
  * An incremental parser for the text/event-stream format (the WHATWG HTML
@@ -105,6 +110,33 @@ function compactJSON(value) {
   return full.length > MAX_JSON ? [full.slice(0, MAX_JSON) + "…", full] : [full, ""];
 }
 
+/** Line endings (CRLF, CR, LF) as spaces, as the cell writes a tool's line. */
+const oneLine = (text) => text.replace(/\r\n|\r|\n/g, " ");
+
+/** JSON as Python's json.dumps writes it (", " and ": "), so the page and the cell agree. */
+function pyJSON(value) {
+  if (Array.isArray(value)) return "[" + value.map(pyJSON).join(", ") + "]";
+  if (value && typeof value === "object") {
+    return "{" + Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${pyJSON(v)}`).join(", ") + "}";
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/** *value* on one line, at most *limit* characters: a string as is, anything else as JSON. */
+function brief(value, limit) {
+  let text = typeof value === "string" ? value : value === undefined ? "" : pyJSON(value);
+  text = oneLine(text);
+  return text.length <= limit ? text : text.slice(0, limit - 1) + "…";
+}
+
+/** ``→ name(key=value, ...)``, as the cell and the console write a tool call. */
+function callLine(name, args) {
+  const shown = args && typeof args === "object" && !Array.isArray(args)
+    ? Object.entries(args).map(([k, v]) => `${k}=${brief(v, ARG_LIMIT)}`).join(", ")
+    : brief(args, MAX_JSON);
+  return `→ ${oneLine(String(name ?? ""))}(${shown})`;
+}
+
 function formatElapsed(ms) {
   return (ms / 1000).toFixed(1) + " s";
 }
@@ -179,16 +211,19 @@ class Page {
     if (!agents.length) this.agent.append(el("option", "", "no agents"));
     this.agent.disabled = !agents.length;
     this.startButton.disabled = !agents.length;
+    if (this.descriptions.has(DEFAULT_AGENT)) this.agent.value = DEFAULT_AGENT;
     this.describeAgent();
   }
 
   describeAgent() {
     this.agentDescription.textContent = this.descriptions.get(this.agent.value) || "";
+    const example = DEFAULT_INPUT[this.agent.value];
+    if (example && !this.input.value.trim()) this.input.value = example;
   }
 
   setState(state) {
     document.body.dataset.state = state;
-    this.state.textContent = state;
+    this.state.textContent = STATE_WORDS[state] || state;
     this.state.dataset.state = state;
   }
 
@@ -356,14 +391,15 @@ class Page {
         return;
       }
       case "tool_call": {
-        const [args, full] = compactJSON(event.args);
-        this.line(run, { ...at, className: "tool-call", text: `→ ${event.name}(${args})`, title: full });
+        const [, full] = compactJSON(event.args);
+        this.line(run, { ...at, className: "tool-call", text: callLine(event.name, event.args), title: full });
         return;
       }
       case "tool_result": {
-        const [result, full] = compactJSON(event.result);
+        const [, full] = compactJSON(event.result);
         const [mark, className] = event.is_error ? ["✗", "tool-result failed"] : ["←", "tool-result"];
-        this.line(run, { ...at, className, text: `${mark} ${event.name}: ${result}`, title: full });
+        const text = `${mark} ${oneLine(String(event.name ?? ""))}: ${brief(event.result, 120)}`;
+        this.line(run, { ...at, className, text, title: full });
         return;
       }
       case "error": {
@@ -438,7 +474,7 @@ class Page {
     clearInterval(run.timer);
     if (this.run !== run) return;
     this.tick();
-    if (message !== undefined) this.message.textContent = message;
+    this.message.textContent = message ?? ""; // a run's last status is not its end
     this.setState(state);
     this.startButton.disabled = false;
     this.stopButton.disabled = true;
