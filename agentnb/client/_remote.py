@@ -9,7 +9,7 @@ from typing import Any
 from .._events import JSON, Cancelled, Custom, Done, Error, Event
 from .._run import Run, current_run, start
 from ._exceptions import RemoteAgentError
-from ._stream import RemoteStream, stream
+from ._stream import stream
 
 __all__ = ["remote"]
 
@@ -37,8 +37,9 @@ def remote(
                 f"got {len(input)} arguments"
             )
         async with stream(base_url, agent, *input, **options) as events:
-            mirror = _Mirror(current_run(), events)
-            async for event in events:
+            mirror = _Mirror(current_run())
+            async for event in events:  # run_id is known once the first event came
+                mirror.root_id = events.run_id
                 if event.run_id == events.run_id and event.terminal:
                     await mirror.end_children()
                     return _outcome(event)
@@ -61,15 +62,15 @@ class _Mirror:
     runs see the events in the order the remote stream gave them.
     """
 
-    def __init__(self, root: Run, remote: RemoteStream) -> None:
+    def __init__(self, root: Run) -> None:
         self.root = root
-        self.remote = remote  # its run_id is the remote root's (known once the server answered)
+        self.root_id: str | None = None
         self.runs: dict[str, Run] = {}
         self.by_path: dict[tuple[str, ...], str] = {}
         self.inboxes: dict[str, asyncio.Queue[_Spawn | Event]] = {}  # the live sub-runs'
 
     async def route(self, event: Event) -> None:
-        local = self.root if event.run_id == self.remote.run_id else self.runs.get(event.run_id)
+        local = self.root if event.run_id == self.root_id else self.runs.get(event.run_id)
         if local is None:
             local = await self._start(event)
         if event.terminal:

@@ -342,10 +342,17 @@ def _agent_traceback(exc: BaseException, shell: Any) -> None:
         tb = tb.tb_next
     if tb is None or shell is None or not hasattr(shell, "InteractiveTB"):
         return  # raised in agentnb itself (a bad argument, say): its own message says it
-    formatter, agent_frames = shell.InteractiveTB, tb  # the chain from the agent's frame on
+    frames: list[types.TracebackType] = []
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    trimmed: types.TracebackType | None = None
+    for frame in reversed(frames):
+        trimmed = types.TracebackType(trimmed, frame.tb_frame, frame.tb_lasti, frame.tb_lineno)
+    formatter = shell.InteractiveTB
 
     def render() -> list[str]:
-        lines: list[str] = formatter.structured_traceback(type(exc), exc, agent_frames, tb_offset=0)
+        lines: list[str] = formatter.structured_traceback(type(exc), exc, trimmed, tb_offset=0)
         return lines
 
     with contextlib.suppress(AttributeError):  # a class with __slots__: IPython's own view

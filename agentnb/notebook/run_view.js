@@ -111,7 +111,7 @@ class View {
     this.blocks = [];
     this.activity = "";
     this.customs = new Map();
-    this.counts = { tools: 0, errors: 0, runs: new Set() };
+    this.counts = { tools: 0, words: 0, errors: 0, runs: new Set() };
     this.folded = false; // folded once, when the run ended; then as the reader likes
     this.lost = false;
     this.waiting = null; // the timer of an unanswered ping
@@ -169,8 +169,7 @@ class View {
     const parts = [];
     if (c.runs.size) parts.push(plural(c.runs.size, "sub-run", "sub-runs"));
     if (c.tools) parts.push(plural(c.tools, "tool call", "tool calls"));
-    const words = this.blocks.reduce((n, b) => n + (b.kind === "text" ? (b.text.match(/\S+/g) || []).length : 0), 0);
-    if (words) parts.push(plural(words, "word", "words"));
+    if (c.words) parts.push(plural(c.words, "word", "words"));
     if (c.errors) parts.push(plural(c.errors, "error", "errors"));
     return parts;
   }
@@ -267,7 +266,12 @@ class View {
         blk.content.textContent = "cancelled" + (a ? ": " + a : "");
       }
     }
-    for (const blk of touched) blk.content.replaceChildren(linked(lines(blk.text)));
+    for (const blk of touched) {
+      blk.content.replaceChildren(linked(lines(blk.text)));
+      const words = (blk.text.match(/\S+/g) || []).length;
+      c.words += words - (blk.words || 0);
+      blk.words = words;
+    }
     if (this.lost && items.length) this.alive(); // the kernel sends: it is there
     if (!this.running()) this.header();
   }
