@@ -38,11 +38,23 @@ __all__ = [
     "Done",
     "Error",
     "Event",
+    "MessageEnd",
+    "MessageStart",
+    "Raw",
+    "Reasoning",
     "Stamps",
+    "StateDelta",
+    "StateSnapshot",
     "Status",
+    "StepEnd",
+    "StepStart",
     "TextChunk",
     "ToolCall",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
     "ToolResult",
+    "Usage",
 ]
 
 JSON: TypeAlias = "bool | int | float | str | Sequence[JSON] | Mapping[str, JSON] | None"
@@ -183,6 +195,7 @@ class Event:
     terminal: ClassVar[bool] = False
     """True for Done, Error and Cancelled: the last event of a run."""
     _fields: ClassVar[tuple[str, ...]] = ()  # payload field names, in order
+    _optional: ClassVar[frozenset[str]] = frozenset()  # left out of the JSON form when empty
     _kinds: ClassVar[dict[str, type[Event]]] = {}  # filled at the end of this module
 
     run_id: _Field[str] = _field("run_id", "The id of the run that emitted the event.")
@@ -226,8 +239,21 @@ class Event:
         return self._seq >= 0
 
     def payload(self) -> dict[str, JSON]:
-        """The event's own fields (everything but kind and the stamps)."""
-        return {name: getattr(self, "_" + name) for name in self._fields}
+        """The event's own fields (everything but kind and the stamps).
+
+        An optional field (a message id, a signature, a run's usage) is left out
+        while it is empty (``""``, ``None`` or ``False``): older readers never see it.
+        """
+        optional = self._optional
+        if not optional:
+            return {name: getattr(self, "_" + name) for name in self._fields}
+        out: dict[str, JSON] = {}
+        for name in self._fields:
+            value = getattr(self, "_" + name)
+            if name in optional and (value is None or value == "" or value is False):
+                continue
+            out[name] = value
+        return out
 
     def _values(self) -> tuple[object, ...]:
         own = tuple(getattr(self, "_" + name) for name in self._fields)
@@ -334,16 +360,23 @@ class Event:
 
 
 class TextChunk(Event):
-    """A piece of the agent's streamed text. ``emit("...")`` makes one."""
+    """A piece of the agent's streamed text. ``emit("...")`` makes one.
 
-    __slots__ = ("_text",)
-    __match_args__ = ("text",)
+    ``message_id`` (optional) names the model message the text belongs to, when a
+    stream says so; plain ``emit("...")`` text belongs to the run's implicit message.
+    """
+
+    __slots__ = ("_message_id", "_text")
+    __match_args__ = ("text", "message_id")
     kind = "text"
-    _fields = ("text",)
+    _fields = ("text", "message_id")
+    _optional = frozenset({"message_id"})
     text: _Field[str] = _field("text")
+    message_id: _Field[str] = _field("message_id", "The message the text belongs to ('' if none).")
 
-    def __init__(self, text: str, **stamps: Unpack[Stamps]) -> None:
+    def __init__(self, text: str, message_id: str = "", **stamps: Unpack[Stamps]) -> None:
         self._text = _str(text, "TextChunk.text")
+        self._message_id = _str(message_id, "TextChunk.message_id")
         self._set_stamps(**stamps)
 
 
@@ -353,6 +386,7 @@ def make_text_chunk(
     """The emit fast path for a str: a stamped TextChunk, built without any checks."""
     new: TextChunk = _new(TextChunk)
     new._text = text
+    new._message_id = ""
     new._run_id = run_id
     new._seq = seq
     new._path = path
@@ -409,16 +443,19 @@ class ToolCall(Event):
 
 
 class ToolResult(Event):
-    """What a tool returned (or, with ``is_error=True``, how it failed)."""
+    """What a tool returned; with ``is_error=True`` how it failed (``result`` is the error
+    message); with ``denied=True`` that the call was refused and the tool never ran."""
 
-    __slots__ = ("_call_id", "_is_error", "_name", "_result")
-    __match_args__ = ("name", "result", "call_id", "is_error")
+    __slots__ = ("_call_id", "_denied", "_is_error", "_name", "_result")
+    __match_args__ = ("name", "result", "call_id", "is_error", "denied")
     kind = "tool_result"
-    _fields = ("name", "result", "call_id", "is_error")
+    _fields = ("name", "result", "call_id", "is_error", "denied")
+    _optional = frozenset({"denied"})
     name: _Field[str] = _field("name")
     result: _Field[JSON] = _field("result")
     call_id: _Field[str] = _field("call_id")
     is_error: _Field[bool] = _field("is_error")
+    denied: _Field[bool] = _field("denied", "The call was refused (by a person or a policy).")
 
     def __init__(
         self,
@@ -426,12 +463,14 @@ class ToolResult(Event):
         result: JSON = None,
         call_id: str = "",
         is_error: bool = False,
+        denied: bool = False,
         **stamps: Unpack[Stamps],
     ) -> None:
         self._name = _str(name, "ToolResult.name")
         self._result = to_json_value(result, "ToolResult.result")
         self._call_id = _str(call_id, "ToolResult.call_id")
         self._is_error = _bool(is_error, "ToolResult.is_error")
+        self._denied = _bool(denied, "ToolResult.denied")
         self._set_stamps(**stamps)
 
 
@@ -472,57 +511,129 @@ class Custom(Event):
         return {"data": self._data}
 
 
+_USAGE_DOC = (
+    "The run's token usage in total (its sub-runs' included): the sum of its Usage events, "
+    "or None if it had none."
+)
+
+
 class Done(Event):
     """Terminal: the agent returned. ``result`` is its value's JSON form (or its repr)."""
 
-    __slots__ = ("_result",)
-    __match_args__ = ("result",)
+    __slots__ = ("_result", "_usage")
+    __match_args__ = ("result", "usage")
     kind = "done"
     terminal = True
-    _fields = ("result",)
+    _fields = ("result", "usage")
+    _optional = frozenset({"usage"})
     result: _Field[JSON] = _field("result")
+    usage: _Field[dict[str, JSON] | None] = _field("usage", _USAGE_DOC)
 
-    def __init__(self, result: JSON = None, **stamps: Unpack[Stamps]) -> None:
+    def __init__(
+        self, result: JSON = None, usage: Mapping[str, JSON] | None = None, **stamps: Unpack[Stamps]
+    ) -> None:
         self._result = to_json_value(result, "Done.result")
+        self._usage = _usage_totals(usage, "Done.usage")
         self._set_stamps(**stamps)
 
 
 class Error(Event):
     """Terminal: the agent raised. ``type`` is the exception's qualified class name."""
 
-    __slots__ = ("_message", "_traceback", "_type")
-    __match_args__ = ("type", "message", "traceback")
+    __slots__ = ("_message", "_traceback", "_type", "_usage")
+    __match_args__ = ("type", "message", "traceback", "usage")
     kind = "error"
     terminal = True
-    _fields = ("type", "message", "traceback")
+    _fields = ("type", "message", "traceback", "usage")
+    _optional = frozenset({"usage"})
     type: _Field[str] = _field("type")
     message: _Field[str] = _field("message")
     traceback: _Field[str] = _field("traceback")
+    usage: _Field[dict[str, JSON] | None] = _field("usage", _USAGE_DOC)
 
     def __init__(
-        self, type: str, message: str, traceback: str = "", **stamps: Unpack[Stamps]
+        self,
+        type: str,
+        message: str,
+        traceback: str = "",
+        usage: Mapping[str, JSON] | None = None,
+        **stamps: Unpack[Stamps],
     ) -> None:
         self._type = _str(type, "Error.type")
         self._message = _str(message, "Error.message")
         self._traceback = _str(traceback, "Error.traceback")
+        self._usage = _usage_totals(usage, "Error.usage")
         self._set_stamps(**stamps)
 
 
 class Cancelled(Event):
     """Terminal: the run was cancelled before its agent finished."""
 
-    __slots__ = ("_reason",)
-    __match_args__ = ("reason",)
+    __slots__ = ("_reason", "_usage")
+    __match_args__ = ("reason", "usage")
     kind = "cancelled"
     terminal = True
-    _fields = ("reason",)
+    _fields = ("reason", "usage")
+    _optional = frozenset({"usage"})
     reason: _Field[str] = _field("reason")
+    usage: _Field[dict[str, JSON] | None] = _field("usage", _USAGE_DOC)
 
-    def __init__(self, reason: str = "", **stamps: Unpack[Stamps]) -> None:
+    def __init__(
+        self, reason: str = "", usage: Mapping[str, JSON] | None = None, **stamps: Unpack[Stamps]
+    ) -> None:
         self._reason = _str(reason, "Cancelled.reason")
+        self._usage = _usage_totals(usage, "Cancelled.usage")
         self._set_stamps(**stamps)
 
 
+def _usage_totals(value: Mapping[str, JSON] | None, where: str) -> dict[str, JSON] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidEvent(
+            f"{where} must be a dict of token counts or None, got {_short_repr(value)}."
+        )
+    copied = to_json_value(dict(value), where)
+    assert isinstance(copied, dict)
+    return copied
+
+
+from ._events_stream import (  # noqa: E402  (the streamed kinds build on the classes above)
+    MessageEnd,
+    MessageStart,
+    Raw,
+    Reasoning,
+    StateDelta,
+    StateSnapshot,
+    StepEnd,
+    StepStart,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+)
+
 Event._kinds.update(
-    (cls.kind, cls) for cls in (TextChunk, Status, ToolCall, ToolResult, Done, Error, Cancelled)
+    (cls.kind, cls)
+    for cls in (
+        TextChunk,
+        Status,
+        ToolCall,
+        ToolResult,
+        Done,
+        Error,
+        Cancelled,
+        Reasoning,
+        ToolCallStart,
+        ToolCallDelta,
+        ToolCallEnd,
+        Usage,
+        StepStart,
+        StepEnd,
+        StateSnapshot,
+        StateDelta,
+        MessageStart,
+        MessageEnd,
+        Raw,
+    )
 )

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from . import _invoke as _invoke_module
-from ._events import JSON, Cancelled, Custom, Done, Error, Event, to_json_value
+from ._events import JSON, Cancelled, Custom, Done, Error, Event, Usage, to_json_value
 from ._exceptions import InvalidEvent, NoActiveRun, RunCancelled, RunClosed, SinkStuck
 from ._fanout import Fanout, InlineSink
 from ._feed import feed, report_sink_error
@@ -75,6 +75,7 @@ class Run:
         "_stop_reason",
         "_stream",
         "_task",
+        "_usage",
         "exception",
         "id",
         "name",
@@ -106,6 +107,7 @@ class Run:
         self._stop_reason = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._usage: dict[str, JSON] | None = None  # the sum of its Usage events, if any
 
     def __repr__(self) -> str:
         return f"<agentnb.Run {'/'.join(self.path)} id={self.id} {self.status}>"
@@ -122,7 +124,21 @@ class Run:
         if type(event) is str:
             self._out.put(event)
         else:
-            self._out.put(_checked(event))
+            checked = _checked(event)
+            if type(checked) is Usage:
+                _tally(self, checked)
+            self._out.put(checked)
+
+    @property
+    def usage(self) -> dict[str, JSON] | None:
+        """The tokens this run's Usage events (its sub-runs' included) add up to so far.
+
+        ``{"calls", "input_tokens", "output_tokens"}``, with ``reasoning_tokens``,
+        ``cached_tokens`` and ``cost`` when any call reported them; None without usage.
+        The terminal event carries the final sum.
+        """
+        with _usage_lock:
+            return None if self._usage is None else dict(self._usage)
 
     async def aemit(self, event: Event | str) -> None:
         """``emit``, then wait while any bounded sink has ``maxsize`` events waiting."""
@@ -226,7 +242,8 @@ class Run:
         """Backstop: a task cancelled before its first step never ran ``_drive``."""
         if self._out.closed:
             return
-        self._finish("cancelled", Cancelled(self._stop_reason or "cancelled before it started"))
+        reason = self._stop_reason or "cancelled before it started"
+        self._finish("cancelled", Cancelled(reason, self.usage))
         self._agent = None
         if self.parent is not None:
             self.parent._forget_child(self)
@@ -254,6 +271,8 @@ class Run:
             if await self._end_children() and status == "done":
                 # cancel() said yes while the children were ending: honour it.
                 status, event = "cancelled", Cancelled(self._stop_reason)
+            if self._usage is not None:  # the children have ended: the totals are final
+                event = _with_usage(event, self.usage)
             self._finish(status, event)
             if status == "cancelled":
                 raise asyncio.CancelledError(self._stop_reason)
@@ -392,6 +411,45 @@ class Run:
             raise asyncio.CancelledError
 
 
+_usage_lock = threading.Lock()
+_USAGE_COUNTS = ("input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens")
+
+
+def _tally(run: Run, usage: Usage) -> None:
+    """Add one model call's usage to *run*'s totals and its ancestors'."""
+    with _usage_lock:
+        node: Run | None = run
+        while node is not None:
+            totals = node._usage
+            if totals is None:
+                totals = node._usage = {"calls": 0, "input_tokens": 0, "output_tokens": 0}
+            totals["calls"] = _int(totals["calls"]) + 1
+            for name in _USAGE_COUNTS:
+                value = getattr(usage, name)
+                if value is not None:
+                    totals[name] = _int(totals.get(name, 0)) + value
+            if usage.cost is not None:
+                cost = totals.get("cost", 0.0)
+                assert isinstance(cost, float | int)
+                totals["cost"] = float(cost) + usage.cost
+            node = node.parent
+
+
+def _with_usage(event: Event, usage: dict[str, JSON] | None) -> Event:
+    """*event* (a terminal one) carrying the run's usage totals."""
+    if isinstance(event, Done):
+        return Done(event.result, usage)
+    if isinstance(event, Error):
+        return Error(event.type, event.message, event.traceback, usage)
+    assert isinstance(event, Cancelled)
+    return Cancelled(event.reason, usage)
+
+
+def _int(value: JSON) -> int:
+    assert type(value) is int
+    return value
+
+
 def _safe_str(value: object) -> str:
     """``str(value)``, or a placeholder that says it failed (a broken ``__str__``)."""
     try:
@@ -483,7 +541,10 @@ def emit(event: Event | str) -> None:
     if type(event) is str:
         run._out.put(event)
     else:
-        run._out.put(_checked(event))
+        checked = _checked(event)
+        if type(checked) is Usage:
+            _tally(run, checked)
+        run._out.put(checked)
 
 
 async def aemit(event: Event | str) -> None:

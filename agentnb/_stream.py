@@ -94,6 +94,7 @@ class RunStream:
                     chunk = _new(TextChunk)
                     chunk._ts = popleft()
                     chunk._text = text
+                    chunk._message_id = ""
                     chunk._run_id = fanout.id
                     chunk._path = fanout.path
                     chunk._seq = seq = fanout.seq
