@@ -46,6 +46,7 @@ from ._exceptions import (
 )
 from ._record import JsonlRecorder, read_events, replay
 from ._registry import AgentInfo, agent, get_agent, list_agents
+from ._relay import UnknownStream, relay
 from ._run import Run, aemit, current_run, emit, run, start
 from ._sinks import Sink, SinkLike
 from ._stream import RunStream, stream
@@ -91,6 +92,7 @@ __all__ = [
     "ToolCallStart",
     "ToolResult",
     "UnknownAgent",
+    "UnknownStream",
     "Usage",
     "__version__",
     "aemit",
@@ -101,6 +103,7 @@ __all__ = [
     "list_agents",
     "load_ipython_extension",
     "read_events",
+    "relay",
     "replay",
     "run",
     "run_sync",

@@ -301,7 +301,7 @@ class StateDelta(Event):
                     "each is a dict with 'op' (add, remove, replace, move, copy or test) and "
                     "'path' (a JSON Pointer such as '/count')."
                 )
-        self._patch: list[dict[str, JSON]] = copied  # type: ignore[assignment]
+        self._patch = [op for op in copied if isinstance(op, dict)]  # all are: checked above
         self._set_stamps(**stamps)
 
 

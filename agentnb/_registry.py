@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from ._adapt import framework_agent
 from ._exceptions import UnknownAgent
 
 __all__ = ["AgentInfo", "agent", "get_agent", "list_agents"]
@@ -42,6 +43,11 @@ def agent(
     """
 
     def register(f: F) -> F:
+        adapted = framework_agent(f)
+        if adapted is not None:  # agentnb.agent(pydantic_agent, name="support")
+            key = name or agent_name(adapted)
+            _registry[key] = AgentInfo(key, adapted, description or describe(adapted))
+            return f
         if not callable(f):
             raise TypeError(f"@agentnb.agent decorates a function, got {f!r}")
         key = name or getattr(f, "__name__", None) or type(f).__name__
@@ -75,6 +81,9 @@ def list_agents() -> list[AgentInfo]:
 
 def agent_name(fn: Callable[..., Any]) -> str:
     """The name a run of *fn* goes by: its registered name, else its ``__name__``."""
+    adapted = framework_agent(fn)
+    if adapted is not None:
+        fn = adapted
     registered = getattr(fn, _NAME_ATTR, None)
     if isinstance(registered, str):
         return registered
@@ -85,6 +94,9 @@ def resolve_agent(agent: Callable[..., Any] | str) -> Callable[..., Any]:
     """Accept an agent or a registered agent's name."""
     if isinstance(agent, str):
         return get_agent(agent)
+    adapted = framework_agent(agent)
+    if adapted is not None:
+        return adapted
     if inspect.iscoroutine(agent):
         agent.close()  # never awaited: close it so Python does not warn as well
         raise TypeError(
@@ -93,7 +105,8 @@ def resolve_agent(agent: Callable[..., Any] | str) -> Callable[..., Any]:
         )
     if not callable(agent):
         raise TypeError(
-            f"an agent is an async function, a function or a generator; got {agent!r}. "
+            f"an agent is an async function, a function or a generator, or a pydantic-ai "
+            f"Agent, an OpenAI Agents SDK Agent or a compiled LangGraph graph; got {agent!r}. "
             "Pass the agent itself (without calling it) or its registered name."
         )
     return agent

@@ -30,6 +30,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.utils.process import arg_split  # type: ignore[attr-defined]
 
+from .._adapt import is_framework_agent
 from .._exceptions import RunCancelled
 from .._registry import get_agent, list_agents
 from .._run import run as run_agent
@@ -164,7 +165,8 @@ def _known_agents(shell: Any) -> dict[str, Callable[..., Any]]:
     found.update(
         (key, value)
         for key, value in namespace.items()
-        if not key.startswith("_") and getattr(value, "__agentnb_name__", None) == key
+        if not key.startswith("_")
+        and (getattr(value, "__agentnb_name__", None) == key or is_framework_agent(value))
     )
     return found
 
@@ -179,8 +181,8 @@ def _find_agent(name: str, shell: Any) -> Callable[..., Any]:
             value = getattr(value, attr)
     except (KeyError, AttributeError):
         value = None
-    if callable(value):
-        return value
+    if callable(value) or is_framework_agent(value):
+        return value  # type: ignore[no-any-return,unused-ignore]
     try:
         return get_agent(name)
     except LookupError:

@@ -15,6 +15,7 @@ from sse_starlette.sse import AppStatus
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
+from .._adapt import framework_agent
 from .._registry import AgentInfo, agent_name, describe
 from .._version import __version__
 from ._errors import ApiError
@@ -31,6 +32,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 """The Host names ``create_app`` accepts by default: this machine's."""
 
 AgentsArg = Iterable[Callable[..., Any] | AgentInfo] | Mapping[str, Callable[..., Any]] | None
+"""Agents: callables, AgentInfo, or framework agents (a pydantic-ai Agent, say)."""
 
 # The page loads its script and style from this server only: even if agent text
 # reached the DOM as markup, no inline script or handler would run.
@@ -58,6 +60,13 @@ def _agent_table(agents: AgentsArg) -> dict[str, AgentInfo] | None:
             a if isinstance(a, AgentInfo) else AgentInfo(agent_name(a), a, describe(a))
             for a in agents
         ]
+    # A framework's agent (pydantic-ai, OpenAI Agents SDK, LangGraph) runs through its adapter.
+    items = [
+        AgentInfo(info.name, adapted, info.description or describe(adapted))
+        if (adapted := framework_agent(info.fn)) is not None
+        else info
+        for info in items
+    ]
     for info in items:
         if not callable(info.fn):
             raise TypeError(f"create_app(agents=...): {info.name!r} is not callable: {info.fn!r}")

@@ -1,0 +1,55 @@
+"""Framework agents run directly: a pydantic-ai ``Agent``, an OpenAI Agents SDK ``Agent``,
+a compiled LangGraph graph.
+
+Each is recognised by the package its class comes from (no SDK is imported for
+that) and wrapped by its adapter (``agentnb.adapters.<sdk>.as_agent``, imported
+only then) into an agentnb agent: ``agent(input)`` streams the framework's run
+into the current run. A string input is the user's prompt; any other value goes
+to the framework as its own input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["framework_agent", "is_framework_agent"]
+
+# (top-level package, an attribute its agents have) -> the adapter module
+_FRAMEWORKS: tuple[tuple[str, str, str], ...] = (
+    ("pydantic_ai", "run_stream_events", "agentnb.adapters.pydantic_ai"),
+    ("agents", "handoffs", "agentnb.adapters.openai_agents"),
+    ("langgraph", "astream", "agentnb.adapters.langgraph"),
+)
+_WRAPPED = "__agentnb_adapted__"
+
+
+def _adapter_module(obj: object) -> str | None:
+    if callable(obj) and not hasattr(type(obj), "__mro__"):
+        return None
+    packages = {cls.__module__.partition(".")[0] for cls in type(obj).__mro__}
+    for package, attribute, module in _FRAMEWORKS:
+        if package in packages and hasattr(obj, attribute):
+            return module
+    return None
+
+
+def is_framework_agent(obj: object) -> bool:
+    """Whether *obj* is an agent of a framework agentnb runs directly."""
+    return _adapter_module(obj) is not None
+
+
+def framework_agent(obj: object) -> Callable[..., Any] | None:
+    """*obj* as an agentnb agent if it is a framework's agent, else None."""
+    module = _adapter_module(obj)
+    if module is None:
+        return None
+    cached = getattr(obj, _WRAPPED, None)  # the same object gives the same agent
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    adapted: Callable[..., Any] = importlib.import_module(module).as_agent(obj)
+    with contextlib.suppress(AttributeError, TypeError):  # frozen or slotted: wrap it each time
+        object.__setattr__(obj, _WRAPPED, adapted)
+    return adapted
