@@ -10,7 +10,6 @@ to the framework as its own input.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,6 @@ _FRAMEWORKS: tuple[tuple[str, str, str], ...] = (
     ("agents", "handoffs", "agentnb.adapters.openai_agents"),
     ("langgraph", "astream", "agentnb.adapters.langgraph"),
 )
-_WRAPPED = "__agentnb_adapted__"
 
 
 def _adapter_module(obj: object) -> str | None:
@@ -46,10 +44,5 @@ def framework_agent(obj: object) -> Callable[..., Any] | None:
     module = _adapter_module(obj)
     if module is None:
         return None
-    cached = getattr(obj, _WRAPPED, None)  # the same object gives the same agent
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
     adapted: Callable[..., Any] = importlib.import_module(module).as_agent(obj)
-    with contextlib.suppress(AttributeError, TypeError):  # frozen or slotted: wrap it each time
-        object.__setattr__(obj, _WRAPPED, adapted)
     return adapted
