@@ -48,6 +48,7 @@ from ._record import JsonlRecorder, read_events, replay
 from ._registry import AgentInfo, agent, get_agent, list_agents
 from ._relay import UnknownStream, relay
 from ._run import Run, aemit, current_run, emit, run, start
+from ._schema import event_schema
 from ._sinks import Sink, SinkLike
 from ._stream import RunStream, stream
 from ._sync import run_sync
@@ -99,6 +100,7 @@ __all__ = [
     "agent",
     "current_run",
     "emit",
+    "event_schema",
     "get_agent",
     "list_agents",
     "load_ipython_extension",

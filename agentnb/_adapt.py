@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["framework_agent", "is_framework_agent"]
+__all__: list[str] = []  # used by the core and the fronts, not public API
 
 # (top-level package, an attribute its agents have) -> the adapter module
 _FRAMEWORKS: tuple[tuple[str, str, str], ...] = (

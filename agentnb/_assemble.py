@@ -28,7 +28,7 @@ from ._events_stream import (
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["Assembler", "StreamedCall", "parse_arguments"]
+__all__: list[str] = []  # what the adapters build on, not public API
 
 
 @dataclass(slots=True)

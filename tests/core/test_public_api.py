@@ -23,6 +23,16 @@ HEAVY = (
     "httpx",
     "httpx_sse",
     "uvicorn",
+    # the SDKs the adapters read: recognised by their package name, never imported to look
+    "openai",
+    "anthropic",
+    "httpx2",
+    "litellm",
+    "langchain_core",
+    "langgraph",
+    "pydantic_ai",
+    "agents",
+    "jsonschema",
 )
 
 
