@@ -114,8 +114,8 @@ class Provider:
                 if i and reply.delay:
                     await asyncio.sleep(reply.delay)
                 yield chunk
-            while reply.hang:
-                await asyncio.sleep(3600)
+            if reply.hang:
+                await asyncio.Event().wait()  # until the client goes away
             self.completed += 1
         except BaseException:  # the client went away: uvicorn cancels the stream
             self.disconnects.append(time.monotonic())
