@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from fastapi import FastAPI
 import agentnb
 from agentnb.server._hub import RunHub
 from agentnb.server._served import ServedRun
+from agentnb.testing import check_event
 from harness.wait import until
 from harness.web import in_server_loop, serving
 from harness.wire import SseEvent, SseParser, expected_bytes, strip_pings
@@ -94,6 +96,9 @@ class Reading:
         await self._chunks.aclose()  # type: ignore[attr-defined]
 
     def agent_events(self) -> list[agentnb.Event]:
+        """The events read, each checked against its kind's JSON Schema as it was sent."""
+        for e in self.events:
+            check_event(json.loads(e.data))
         return [agentnb.Event.from_json(e.data) for e in self.events]
 
     def positions(self) -> list[int]:
