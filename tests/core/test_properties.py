@@ -25,7 +25,18 @@ from hypothesis import strategies as st
 import agentnb
 from tests.helpers import Recorder
 
-KINDS = ("text", "status", "tool_call", "tool_result", "custom")
+KINDS = (
+    "text",
+    "status",
+    "tool_call",
+    "tool_result",
+    "custom",
+    "reasoning",
+    "tool_call_delta",
+    "step_start",
+    "state_snapshot",
+    "raw",
+)
 
 
 @dataclass
@@ -112,6 +123,16 @@ def make_event(label: str, index: int, kind: str) -> agentnb.Event | str:
         return agentnb.ToolCall("probe", {"tag": tag}, call_id=tag)
     if kind == "tool_result":
         return agentnb.ToolResult("probe", [tag], call_id=tag)
+    if kind == "reasoning":
+        return agentnb.Reasoning(tag, message_id=tag)
+    if kind == "tool_call_delta":
+        return agentnb.ToolCallDelta(tag, '{"a": ')
+    if kind == "step_start":
+        return agentnb.StepStart("step", step_id=tag)
+    if kind == "state_snapshot":
+        return agentnb.StateSnapshot({"tag": tag})
+    if kind == "raw":
+        return agentnb.Raw("probe", {"tag": tag})
     return agentnb.Custom("mark", {"tag": tag})
 
 
@@ -120,8 +141,16 @@ def tag_of(event: agentnb.Event) -> tuple[str, int]:
         tag = event.text
     elif isinstance(event, agentnb.Status):
         tag = event.message
-    elif isinstance(event, agentnb.ToolCall | agentnb.ToolResult):
+    elif isinstance(event, agentnb.ToolCall | agentnb.ToolResult | agentnb.ToolCallDelta):
         tag = event.call_id
+    elif isinstance(event, agentnb.Reasoning):
+        tag = event.message_id
+    elif isinstance(event, agentnb.StepStart):
+        tag = event.step_id
+    elif isinstance(event, agentnb.StateSnapshot | agentnb.Raw):
+        data = event.state if isinstance(event, agentnb.StateSnapshot) else event.event
+        assert isinstance(data, dict)
+        tag = str(data["tag"])
     elif isinstance(event, agentnb.Custom):
         assert isinstance(event.data, dict)
         tag = str(event.data["tag"])
