@@ -59,7 +59,7 @@ async def test_an_async_generator_of_unknown_items_is_refused_and_closed() -> No
     async def agent() -> None:
         await agentnb.relay(items())
 
-    with capture_events() as events, pytest.raises(agentnb.UnknownStream, match="builtins.dict"):
+    with capture_events() as events, pytest.raises(agentnb.UnknownStream, match=r"builtins\.dict"):
         await agentnb.run(agent)
     assert closed == [True]
     assert events.kinds() == ["error"]  # nothing half-relayed
@@ -77,7 +77,7 @@ def test_a_sync_generator_of_unknown_items_is_refused_and_closed() -> None:
     def agent() -> None:
         agentnb.relay(items())
 
-    with pytest.raises(agentnb.UnknownStream, match="builtins.int"):
+    with pytest.raises(agentnb.UnknownStream, match=r"builtins\.int"):
         agentnb.run_sync(agent)
     assert closed == [True]
 
