@@ -43,10 +43,11 @@ from ._exceptions import (
     RunClosed,
     SinkStuck,
     UnknownAgent,
+    UnknownStream,
 )
 from ._record import JsonlRecorder, read_events, replay
 from ._registry import AgentInfo, agent, get_agent, list_agents
-from ._relay import UnknownStream, relay
+from ._relay import relay
 from ._run import Run, aemit, current_run, emit, run, start
 from ._schema import event_schema
 from ._sinks import Sink, SinkLike

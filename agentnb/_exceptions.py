@@ -29,11 +29,16 @@ __all__ = [
     "RunClosed",
     "SinkStuck",
     "UnknownAgent",
+    "UnknownStream",
 ]
 
 
 class AgentnbError(Exception):
     """Base class of agentnb's exceptions."""
+
+
+class UnknownStream(AgentnbError, TypeError):
+    """``agentnb.relay()`` was given something that is not a stream it knows."""
 
 
 class NoActiveRun(AgentnbError, LookupError):

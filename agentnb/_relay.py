@@ -15,13 +15,13 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import AgentnbError
+from ._exceptions import UnknownStream
 from ._run import current_run
 
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["UnknownStream", "relay"]
+__all__ = ["relay"]
 
 # The top-level package a stream (or its items) comes from -> the adapter that reads it.
 ADAPTERS: dict[str, str] = {
@@ -39,10 +39,6 @@ ACCEPTS = (
     "(a)completion(..., stream=True), or a LangChain chat model's .stream()/.astream(); "
     "sync or async"
 )
-
-
-class UnknownStream(AgentnbError, TypeError):
-    """``relay`` was given something that is not a stream it knows."""
 
 
 def relay(stream: Any, /) -> Any:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -467,7 +468,7 @@ def _safe_repr(value: object) -> str:
 
 def error_event(exc: BaseException) -> Error:
     """The Error event for *exc*; never raises (a broken ``__str__`` gives a placeholder)."""
-    name = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    name = _type_name(type(exc))
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in _RUNNER_FILES:
         tb = tb.tb_next  # the runner's own frames say nothing about the agent
@@ -476,6 +477,17 @@ def error_event(exc: BaseException) -> Error:
     except Exception:
         text = ""
     return Error(name, _safe_str(exc), text)
+
+
+def _type_name(cls: type[BaseException]) -> str:
+    """The exception class's name as its package exports it (``openai.RateLimitError``, not
+    ``openai._exceptions.RateLimitError``); builtins by their bare name."""
+    module = cls.__module__
+    if "._" in module or module.startswith("_"):
+        top = sys.modules.get(module.partition(".")[0])
+        if top is not None and getattr(top, cls.__qualname__, None) is cls:
+            module = top.__name__
+    return f"{module}.{cls.__qualname__}".removeprefix("builtins.")
 
 
 def result_json(value: object) -> JSON:

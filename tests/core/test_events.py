@@ -26,7 +26,27 @@ from agentnb import (
     ToolResult,
 )
 
-BUILT_IN_KINDS = ("text", "status", "tool_call", "tool_result", "done", "error", "cancelled")
+BUILT_IN_KINDS = (
+    "text",
+    "status",
+    "tool_call",
+    "tool_result",
+    "done",
+    "error",
+    "cancelled",
+    "reasoning",
+    "tool_call_start",
+    "tool_call_delta",
+    "tool_call_end",
+    "usage",
+    "step_start",
+    "step_end",
+    "state_snapshot",
+    "state_delta",
+    "message_start",
+    "message_end",
+    "raw",
+)
 STAMPS = {"run_id": "5f0c2a9e1b7d4c3a", "seq": 7, "path": ("outer", "inner"), "ts": 1764000000.25}
 
 # One example of every kind, stamped, with the payload keys its JSON form must carry in order.
@@ -545,3 +565,7 @@ def test_lone_surrogates_cannot_make_an_event_that_is_not_utf8() -> None:
     line = event.to_json()
     encoded = line.encode("utf-8")
     assert Event.from_json(encoded) == event
+
+
+def test_the_built_in_kinds_are_these() -> None:
+    assert set(Event._kinds) == set(BUILT_IN_KINDS)
