@@ -195,6 +195,7 @@ class Event:
     terminal: ClassVar[bool] = False
     """True for Done, Error and Cancelled: the last event of a run."""
     _fields: ClassVar[tuple[str, ...]] = ()  # payload field names, in order
+    _slots: ClassVar[tuple[str, ...]] = ()  # their slots ("_" + name), made once per class
     _optional: ClassVar[frozenset[str]] = frozenset()  # left out of the JSON form when empty
     _kinds: ClassVar[dict[str, type[Event]]] = {}  # filled at the end of this module
 
@@ -207,6 +208,10 @@ class Event:
     _seq: int
     _path: tuple[str, ...]
     _ts: float
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._slots = tuple("_" + name for name in cls._fields)
 
     def __init__(self, **stamps: Unpack[Stamps]) -> None:
         raise TypeError(
@@ -349,8 +354,7 @@ class Event:
     def _stamped(self, run_id: str, seq: int, path: tuple[str, ...], ts: float) -> Event:
         """A copy of this event carrying the given stamps (no re-validation)."""
         new = _new(type(self))
-        for name in self._fields:
-            slot = "_" + name
+        for slot in self._slots:
             setattr(new, slot, getattr(self, slot))
         new._run_id = run_id
         new._seq = seq

@@ -49,15 +49,16 @@ def _opt_str(value: object, where: str) -> str | None:
     return None if value is None else _str(value, where)
 
 
-def _count(value: object, where: str, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
+def _count(value: object, where: str) -> int:
     if type(value) is not int or value < 0:
         raise InvalidEvent(
-            f"{where} must be a whole number of tokens (an int >= 0"
-            f"{', or None' if optional else ''}), got {_short_repr(value)}."
+            f"{where} must be a whole number of tokens (an int >= 0), got {_short_repr(value)}."
         )
     return value
+
+
+def _opt_count(value: object, where: str) -> int | None:
+    return None if value is None else _count(value, f"{where} (or None)")
 
 
 class Reasoning(Event):
@@ -210,8 +211,8 @@ class Usage(Event):
         self._output_tokens = _count(output_tokens, "Usage.output_tokens")
         self._model = _str(model, "Usage.model")
         self._provider = _str(provider, "Usage.provider")
-        self._reasoning_tokens = _count(reasoning_tokens, "Usage.reasoning_tokens", optional=True)
-        self._cached_tokens = _count(cached_tokens, "Usage.cached_tokens", optional=True)
+        self._reasoning_tokens = _opt_count(reasoning_tokens, "Usage.reasoning_tokens")
+        self._cached_tokens = _opt_count(cached_tokens, "Usage.cached_tokens")
         if cost is not None:
             if type(cost) is int:
                 cost = float(cost)

@@ -108,7 +108,7 @@ class Run:
         self._stop_reason = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._usage: dict[str, JSON] | None = None  # the sum of its Usage events, if any
+        self._usage: _Totals | None = None  # the sum of its Usage events, if any
 
     def __repr__(self) -> str:
         return f"<agentnb.Run {'/'.join(self.path)} id={self.id} {self.status}>"
@@ -139,7 +139,7 @@ class Run:
         The terminal event carries the final sum.
         """
         with _usage_lock:
-            return None if self._usage is None else dict(self._usage)
+            return None if self._usage is None else self._usage.as_dict()
 
     async def aemit(self, event: Event | str) -> None:
         """``emit``, then wait while any bounded sink has ``maxsize`` events waiting."""
@@ -413,26 +413,53 @@ class Run:
 
 
 _usage_lock = threading.Lock()
-_USAGE_COUNTS = ("input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens")
+
+
+class _Totals:
+    """A run's usage so far: the sum of its Usage events and its sub-runs'."""
+
+    __slots__ = ("cached", "calls", "cost", "input", "output", "reasoning")
+
+    def __init__(self) -> None:
+        self.calls = self.input = self.output = 0
+        self.reasoning: int | None = None
+        self.cached: int | None = None
+        self.cost: float | None = None
+
+    def as_dict(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {
+            "calls": self.calls,
+            "input_tokens": self.input,
+            "output_tokens": self.output,
+        }
+        if self.reasoning is not None:
+            out["reasoning_tokens"] = self.reasoning
+        if self.cached is not None:
+            out["cached_tokens"] = self.cached
+        if self.cost is not None:
+            out["cost"] = self.cost
+        return out
 
 
 def _tally(run: Run, usage: Usage) -> None:
     """Add one model call's usage to *run*'s totals and its ancestors'."""
+    tokens_in, tokens_out = usage._input_tokens, usage._output_tokens
+    reasoning, cached, cost = usage._reasoning_tokens, usage._cached_tokens, usage._cost
     with _usage_lock:
         node: Run | None = run
         while node is not None:
             totals = node._usage
             if totals is None:
-                totals = node._usage = {"calls": 0, "input_tokens": 0, "output_tokens": 0}
-            totals["calls"] = _int(totals["calls"]) + 1
-            for name in _USAGE_COUNTS:
-                value = getattr(usage, name)
-                if value is not None:
-                    totals[name] = _int(totals.get(name, 0)) + value
-            if usage.cost is not None:
-                cost = totals.get("cost", 0.0)
-                assert isinstance(cost, float | int)
-                totals["cost"] = float(cost) + usage.cost
+                totals = node._usage = _Totals()
+            totals.calls += 1
+            totals.input += tokens_in
+            totals.output += tokens_out
+            if reasoning is not None:
+                totals.reasoning = (totals.reasoning or 0) + reasoning
+            if cached is not None:
+                totals.cached = (totals.cached or 0) + cached
+            if cost is not None:
+                totals.cost = (totals.cost or 0.0) + cost
             node = node.parent
 
 
@@ -444,11 +471,6 @@ def _with_usage(event: Event, usage: dict[str, JSON] | None) -> Event:
         return Error(event.type, event.message, event.traceback, usage)
     assert isinstance(event, Cancelled)
     return Cancelled(event.reason, usage)
-
-
-def _int(value: JSON) -> int:
-    assert type(value) is int
-    return value
 
 
 def _safe_str(value: object) -> str:
