@@ -6,7 +6,7 @@ import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, TypeAlias, TypeVar, overload
 
 from ._adapt import framework_agent
 from ._exceptions import UnknownAgent
@@ -14,6 +14,10 @@ from ._exceptions import UnknownAgent
 __all__ = ["AgentInfo", "agent", "get_agent", "list_agents"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+AgentLike: TypeAlias = Callable[..., Any] | str | object
+"""What a run takes: an agent function, a registered agent's name, or a framework's agent
+(a pydantic-ai Agent, an OpenAI Agents SDK Agent, a compiled LangGraph graph)."""
 
 _registry: dict[str, AgentInfo] = {}
 _NAME_ATTR = "__agentnb_name__"
@@ -90,7 +94,7 @@ def agent_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def resolve_agent(agent: Callable[..., Any] | str) -> Callable[..., Any]:
+def resolve_agent(agent: AgentLike) -> Callable[..., Any]:
     """Accept an agent or a registered agent's name."""
     if isinstance(agent, str):
         return get_agent(agent)

@@ -32,7 +32,7 @@ from ._fanout import Fanout, InlineSink
 from ._feed import feed, report_sink_error
 from ._invoke import invoke
 from ._outlet import Outlet
-from ._registry import agent_name, resolve_agent
+from ._registry import AgentLike, agent_name, resolve_agent
 from ._sinks import Delivery, SinkLike, deliveries
 
 __all__ = ["Run", "aemit", "current_run", "emit", "run", "start"]
@@ -590,7 +590,7 @@ async def aemit(event: Event | str) -> None:
 
 
 def start(
-    agent: Callable[..., Any] | str,
+    agent: AgentLike,
     /,
     *args: Any,
     sink: SinkLike | Sequence[SinkLike] | None = None,
@@ -605,7 +605,7 @@ def start(
 
 
 def _start(
-    agent: Callable[..., Any] | str,
+    agent: AgentLike,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     *,
@@ -633,7 +633,7 @@ def _start(
 
 
 async def run(
-    agent: Callable[..., Any] | str,
+    agent: AgentLike,
     /,
     *args: Any,
     sink: SinkLike | Sequence[SinkLike] | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -12,6 +12,7 @@ from ._events import Event, TextChunk
 from ._events import _new as _new
 from ._fanout import take
 from ._outlet import Outlet
+from ._registry import AgentLike
 from ._run import Run, _start
 from ._sinks import SinkLike
 
@@ -32,7 +33,7 @@ class RunStream:
 
     def __init__(
         self,
-        agent: Callable[..., Any] | str,
+        agent: AgentLike,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,
@@ -148,7 +149,7 @@ class RunStream:
 
 
 def stream(
-    agent: Callable[..., Any] | str,
+    agent: AgentLike,
     /,
     *args: Any,
     sink: SinkLike | Sequence[SinkLike] | None = None,

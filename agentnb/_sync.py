@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ._exceptions import LoopAlreadyRunning
+from ._registry import AgentLike
 from ._run import run
 from ._sinks import SinkLike
 
@@ -29,7 +30,7 @@ def set_nested_runner(runner: NestedRunner | None) -> NestedRunner | None:
 
 
 def run_sync(
-    agent: Callable[..., Any] | str,
+    agent: AgentLike,
     /,
     *args: Any,
     sink: SinkLike | Sequence[SinkLike] | None = None,
