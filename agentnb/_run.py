@@ -156,6 +156,32 @@ class Run:
 
     # -- lifecycle --------------------------------------------------------------
 
+    def start_child(
+        self,
+        agent: AgentLike,
+        /,
+        *args: Any,
+        sink: SinkLike | Sequence[SinkLike] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        """Start a child run of this run from any task on its loop, not only from inside it.
+
+        ``agentnb.start`` inside a run makes a child of the current run; this makes a
+        child of *this* run, for code that drives several runs from one task (an adapter
+        showing a framework's sub-agents, a mirror of a remote run). The child is like any
+        other: this run ends only after it.
+        """
+        if self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                f"start_child must be called on the loop of run {self.name!r} (its own thread)"
+            )
+        if self.done:
+            raise RunClosed(self.id, self.path, self.status)
+        run = Run(resolve_agent(agent), name=name, parent=self)
+        run._begin(deliveries(sink), args, kwargs)
+        return run
+
     def cancel(self, reason: str = "") -> bool:
         """Ask the run to stop; thread-safe. False if it had already ended."""
         task = self._task

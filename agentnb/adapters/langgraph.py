@@ -24,7 +24,6 @@ running nodes.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import math
@@ -35,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from agentnb._assemble import Assembler
 from agentnb._events import JSON, Custom, Status
 from agentnb._events_stream import StateDelta, StateSnapshot, StepEnd, StepStart
-from agentnb._run import current_run, start
+from agentnb._mirror import Mirror
+from agentnb._run import current_run
 from agentnb.adapters._lc_chunks import ChunkReader, content_text
 from agentnb.adapters._sdk import require, require_version
 
@@ -106,44 +106,15 @@ def _input_keys(graph: Any) -> set[str]:
 class _Scope:
     """One graph namespace (the graph itself, or a subgraph): its run and what it streamed."""
 
-    def __init__(self, run: Run, ns: tuple[str, ...], inbox: asyncio.Queue[Any] | None) -> None:
+    def __init__(self, run: Run, ns: tuple[str, ...], mirror: Mirror | None) -> None:
         self.run = run
         self.ns = ns
         self.assembler = Assembler(run)
         self.reader = ChunkReader(self.assembler)
-        self.inbox = inbox  # None for the graph itself
+        self.mirror = mirror  # None for the graph itself
         self.state: JSON = None
         self.final: Any = None  # the last values part
         self.has_state = False
-
-
-class _Spawn:
-    """A request to a sub-run's agent: start a child run (so that it is its child)."""
-
-    __slots__ = ("inbox", "made", "name")
-
-    def __init__(self, name: str, inbox: asyncio.Queue[Any], made: asyncio.Future[Run]) -> None:
-        self.name, self.inbox, self.made = name, inbox, made
-
-
-class _End:
-    __slots__ = ("error", "result")
-
-    def __init__(self, result: JSON, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-
-
-async def _sub_run(inbox: asyncio.Queue[Any]) -> JSON:
-    """The agent of a subgraph's run: starts its own sub-runs, then ends as the subgraph did."""
-    while True:
-        item = await inbox.get()
-        if isinstance(item, _Spawn):
-            item.made.set_result(start(_sub_run, item.inbox, name=item.name))
-        elif item.error is not None:
-            raise item.error
-        else:
-            result: JSON = item.result
-            return result
 
 
 class _Driver:
@@ -269,14 +240,8 @@ class _Driver:
     async def _open(self, ns: tuple[str, ...]) -> _Scope:
         parent = self.scopes.get(ns[:-1]) or await self._open(ns[:-1])
         name = ns[-1].partition(":")[0] or "subgraph"
-        inbox: asyncio.Queue[Any] = asyncio.Queue()
-        if parent.inbox is None:  # the graph's own run: this agent's task starts its child
-            child = start(_sub_run, inbox, name=name)
-        else:  # started by the parent sub-run's own agent, so that it is that run's child
-            made: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
-            parent.inbox.put_nowait(_Spawn(name, inbox, made))
-            child = await made
-        scope = self.scopes[ns] = _Scope(child, ns, inbox)
+        mirror = Mirror(parent.run, name)
+        scope = self.scopes[ns] = _Scope(mirror.run, ns, mirror)
         return scope
 
     async def _end_scopes(
@@ -287,22 +252,9 @@ class _Driver:
         for ns in sorted(ending, key=len, reverse=True):
             scope = self.scopes.pop(ns)
             scope.reader.end_all()
-            assert scope.inbox is not None
-            failed = error if ns == prefix else None
-            scope.inbox.put_nowait(_End(_result_of(scope.final), failed))
-            await _ended(scope.run)
-
-
-async def _ended(run: Run) -> None:
-    """Wait until *run* has ended, whatever its outcome."""
-    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def mark(_run: Run) -> None:
-        if not ended.done():
-            ended.set_result(None)
-
-    run.add_done_callback(mark)
-    await ended
+            assert scope.mirror is not None
+            scope.mirror.end(_result_of(scope.final), error if ns == prefix else None)
+            await scope.mirror.ended()
 
 
 # -- JSON ---------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from agentnb._assemble import Assembler, parse_arguments
 from agentnb._events import JSON, Custom, Status
 from agentnb._events_stream import Raw, StepEnd, StepStart
-from agentnb._run import current_run, start
+from agentnb._mirror import Mirror
+from agentnb._run import current_run
 from agentnb.adapters._responses import ResponsesEvents
 from agentnb.adapters._sdk import require, require_version
 
@@ -89,41 +90,13 @@ def as_agent(agent: Any) -> Callable[..., Awaitable[Any]]:
 class _Scope:
     """One agent's turn in the run: its agentnb run and the reader of its model's events."""
 
-    def __init__(self, run: Run, agent_name: str, inbox: asyncio.Queue[Any] | None) -> None:
+    def __init__(self, run: Run, agent_name: str, mirror: Mirror | None) -> None:
         self.run = run
         self.agent_name = agent_name
         self.assembler = Assembler(run)
         self.reader = ResponsesEvents(self.assembler, provider="openai")
-        self.inbox = inbox  # None for the run itself
+        self.mirror = mirror  # None for the run itself
         self.step = ""  # the id of the model call streaming now
-
-
-class _Spawn:
-    """A request to a sub-run's agent: start a child run (so that it is its child)."""
-
-    __slots__ = ("inbox", "made", "name")
-
-    def __init__(self, name: str, inbox: asyncio.Queue[Any], made: asyncio.Future[Run]) -> None:
-        self.name, self.inbox, self.made = name, inbox, made
-
-
-class _End:
-    __slots__ = ("error", "result")
-
-    def __init__(self, result: Any, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-
-
-async def _sub_run(inbox: asyncio.Queue[Any]) -> Any:
-    """The agent of a handed-off agent's run: starts its own sub-runs, then ends as told."""
-    while True:
-        item = await inbox.get()
-        if isinstance(item, _Spawn):
-            item.made.set_result(start(_sub_run, item.inbox, name=item.name))
-        elif item.error is not None:
-            raise item.error
-        else:
-            return item.result
 
 
 class _Driver:
@@ -211,14 +184,8 @@ class _Driver:
             return
         parent = self.scope
         parent.reader.finish()
-        inbox: asyncio.Queue[Any] = asyncio.Queue()
-        if parent.inbox is None:  # this agent's own task starts the run's child
-            child = start(_sub_run, inbox, name=name)
-        else:  # started by the parent sub-run's own agent, so that it is that run's child
-            made: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
-            parent.inbox.put_nowait(_Spawn(name, inbox, made))
-            child = await made
-        self.scopes.append(_Scope(child, name, inbox))
+        mirror = Mirror(parent.run, name)
+        self.scopes.append(_Scope(mirror.run, name, mirror))
 
     def _interruptions(self, items: list[Any]) -> None:
         if not items:
@@ -239,27 +206,15 @@ class _Driver:
         last = True
         while len(self.scopes) > 1:
             scope = self.scopes.pop()
-            assert scope.inbox is not None
-            scope.inbox.put_nowait(_End(output if last else None, error if last else None))
+            assert scope.mirror is not None
+            scope.mirror.end(output if last else None, error if last else None)
             last = False
-            await _ended(scope.run)
+            await scope.mirror.ended()
 
 
 def _is_run_state(value: Any, sdk: Any) -> bool:
     state_type = getattr(sdk, "RunState", None)
     return isinstance(state_type, type) and isinstance(value, state_type)
-
-
-async def _ended(run: Run) -> None:
-    """Wait until *run* has ended, whatever its outcome."""
-    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def mark(_run: Run) -> None:
-        if not ended.done():
-            ended.set_result(None)
-
-    run.add_done_callback(mark)
-    await ended
 
 
 def _field(raw: Any, name: str) -> Any:

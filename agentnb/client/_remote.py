@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .._events import JSON, Cancelled, Custom, Done, Error, Event
-from .._run import Run, current_run, start
+from .._mirror import Mirror
+from .._run import Run, current_run
 from ._exceptions import RemoteAgentError
 from ._stream import stream
 
@@ -55,82 +56,49 @@ def remote(
 class _Mirror:
     """The local runs that mirror one remote run and its sub-runs, event by event.
 
-    A remote sub-run's first event starts a local child run of the run that
-    mirrors its parent (found by path); its events are emitted into that child
-    in stream order, and its terminal event ends it the same way (done, error or
-    cancelled). Routing waits for each child to start and to end, so the local
-    runs see the events in the order the remote stream gave them.
+    A remote sub-run's first event opens a local mirror run under the one that mirrors
+    its parent (found by path); its events are emitted into it in stream order, and its
+    terminal event ends it the same way (done, error or cancelled). Routing waits for
+    each mirror to end, so the local runs see the events in the remote stream's order.
     """
 
     def __init__(self, root: Run) -> None:
         self.root = root
         self.root_id: str | None = None
-        self.runs: dict[str, Run] = {}
+        self.live: dict[str, Mirror] = {}  # by remote run id
         self.by_path: dict[tuple[str, ...], str] = {}
-        self.inboxes: dict[str, asyncio.Queue[_Spawn | Event]] = {}  # the live sub-runs'
 
     async def route(self, event: Event) -> None:
-        local = self.root if event.run_id == self.root_id else self.runs.get(event.run_id)
-        if local is None:
-            local = await self._start(event)
-        if event.terminal:
-            self.inboxes.pop(event.run_id).put_nowait(event)
-            await _ended(local)
+        if event.run_id == self.root_id:
+            self.root.emit(_local_copy(event))
+            return
+        mirror = self.live.get(event.run_id) or self._open(event)
+        if not event.terminal:
+            mirror.emit(_local_copy(event))
+            return
+        del self.live[event.run_id]
+        try:
+            result = _outcome(event, sub_run=True)
+        except BaseException as exc:  # the remote sub-run's end, passed on
+            mirror.end(error=exc)
         else:
-            local.emit(_local_copy(event))
+            mirror.end(result)
+        await mirror.ended()
 
-    async def _start(self, event: Event) -> Run:
-        parent_id = self.by_path.get(tuple(event.path[:-1]))  # None: the root's child
-        inbox: asyncio.Queue[_Spawn | Event] = asyncio.Queue()
+    def _open(self, event: Event) -> Mirror:
+        parent = self.live.get(self.by_path.get(tuple(event.path[:-1]), ""))
         name = event.path[-1] if event.path else "sub-run"
-        if parent_id is None:
-            child = start(_mirrored, inbox, name=name)
-        else:  # started by the parent's own agent, so that it is the parent's child
-            made: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
-            self.inboxes[parent_id].put_nowait(_Spawn(name, inbox, made))
-            child = await made
-        self.runs[event.run_id] = child
+        mirror = parent.child(name) if parent is not None else Mirror(self.root, name)
+        self.live[event.run_id] = mirror
         self.by_path[tuple(event.path)] = event.run_id
-        self.inboxes[event.run_id] = inbox
-        return child
+        return mirror
 
     async def end_children(self) -> None:
-        """Wait for the local sub-runs (the remote ones ended before their parent)."""
-        for run_id, inbox in list(self.inboxes.items()):  # the stream never ended these
-            inbox.put_nowait(Cancelled(reason="the remote stream ended before this sub-run"))
-            await _ended(self.runs[run_id])
-
-
-class _Spawn:
-    """A request to a mirroring run's agent: start a child run named *name*."""
-
-    __slots__ = ("inbox", "made", "name")
-
-    def __init__(
-        self, name: str, inbox: asyncio.Queue[_Spawn | Event], made: asyncio.Future[Run]
-    ) -> None:
-        self.name, self.inbox, self.made = name, inbox, made
-
-
-async def _mirrored(inbox: asyncio.Queue[_Spawn | Event]) -> JSON:
-    """The agent of a local sub-run: starts its own sub-runs, then ends as the remote one did."""
-    while True:
-        item = await inbox.get()
-        if not isinstance(item, _Spawn):
-            return _outcome(item, sub_run=True)
-        item.made.set_result(start(_mirrored, item.inbox, name=item.name))
-
-
-async def _ended(run: Run) -> None:
-    """Wait until *run* has ended, whatever its outcome (its terminal event says it)."""
-    ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def mark(_run: Run) -> None:
-        if not ended.done():
-            ended.set_result(None)
-
-    run.add_done_callback(mark)
-    await ended
+        """End the local sub-runs the stream never ended (the remote ones ended first)."""
+        for run_id in reversed(list(self.live)):  # the deepest first
+            mirror = self.live.pop(run_id)
+            mirror.end(error=asyncio.CancelledError("the remote stream ended before this sub-run"))
+            await mirror.ended()
 
 
 def _outcome(event: Event, *, sub_run: bool = False) -> JSON:
