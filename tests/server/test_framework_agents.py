@@ -84,7 +84,8 @@ async def test_a_pydantic_ai_agent_streams_its_tool_call_as_it_arrives_over_sse(
     done = events[-1]
     assert isinstance(done, agentnb.Done)
     assert done.result == "Order 1234 has shipped."
-    assert done.usage is not None and done.usage["calls"] == 2
+    assert done.usage is not None
+    assert done.usage["calls"] == 2
 
 
 async def test_a_langgraph_graph_streams_its_steps_and_message(
