@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from .._adapt import framework_agent
-from .._registry import AgentInfo, agent_name, describe
+from .._registry import AgentInfo, AgentLike, agent_name, describe
 from .._version import __version__
 from ._errors import ApiError
 from ._hosts import AllowedHosts, host_names
@@ -31,8 +31,8 @@ __all__ = ["LOCAL_HOSTS", "create_app"]
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 """The Host names ``create_app`` accepts by default: this machine's."""
 
-AgentsArg = Iterable[Callable[..., Any] | AgentInfo] | Mapping[str, Callable[..., Any]] | None
-"""Agents: callables, AgentInfo, or framework agents (a pydantic-ai Agent, say)."""
+AgentsArg = Iterable[AgentLike | AgentInfo] | Mapping[str, AgentLike] | None
+"""Agents: functions, AgentInfo, or framework agents (a pydantic-ai Agent, a LangGraph graph)."""
 
 # The page loads its script and style from this server only: even if agent text
 # reached the DOM as markup, no inline script or handler would run.
@@ -53,20 +53,17 @@ _STATIC = {
 def _agent_table(agents: AgentsArg) -> dict[str, AgentInfo] | None:
     if agents is None:
         return None
-    if isinstance(agents, Mapping):
-        items = [AgentInfo(name, fn, describe(fn)) for name, fn in agents.items()]
-    else:
-        items = [
-            a if isinstance(a, AgentInfo) else AgentInfo(agent_name(a), a, describe(a))
-            for a in agents
-        ]
-    # A framework's agent (pydantic-ai, OpenAI Agents SDK, LangGraph) runs through its adapter.
-    items = [
-        AgentInfo(info.name, adapted, info.description or describe(adapted))
-        if (adapted := framework_agent(info.fn)) is not None
-        else info
-        for info in items
-    ]
+    pairs = list(agents.items()) if isinstance(agents, Mapping) else [(None, a) for a in agents]
+    items: list[AgentInfo] = []
+    for name, agent in pairs:
+        if isinstance(agent, AgentInfo):
+            items.append(agent)
+            continue
+        # A framework's agent (pydantic-ai, OpenAI Agents SDK, LangGraph) runs through its adapter.
+        fn = framework_agent(agent) or agent
+        if not callable(fn):
+            raise TypeError(f"create_app(agents=...): {name or fn!r} is not an agent: {fn!r}")
+        items.append(AgentInfo(name or agent_name(fn), fn, describe(fn)))
     for info in items:
         if not callable(info.fn):
             raise TypeError(f"create_app(agents=...): {info.name!r} is not callable: {info.fn!r}")
