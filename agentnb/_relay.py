@@ -10,6 +10,7 @@ an SDK's stream closes its HTTP response, so the provider sees the disconnect.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -44,7 +45,8 @@ ACCEPTS = (
 def relay(stream: Any, /) -> Any:
     """Emit a native model stream into the current run as it arrives; return the whole.
 
-    ``await agentnb.relay(async_stream)`` or ``agentnb.relay(sync_stream)``. Text,
+    ``await agentnb.relay(async_stream)`` or ``agentnb.relay(sync_stream)`` (a stream that
+    is both is read async where a loop runs, else sync). Text,
     reasoning, tool calls (as their arguments stream, then whole), usage and message
     boundaries become agentnb events; the return value is what the SDK itself would
     have assembled (e.g. OpenAI's message, Anthropic's ``Message``, LangChain's
@@ -52,9 +54,13 @@ def relay(stream: Any, /) -> Any:
     (listing what it accepts) for anything else.
     """
     run = current_run()
-    if hasattr(stream, "__aiter__") or hasattr(stream, "__aenter__"):
+    is_async = hasattr(stream, "__aiter__") or hasattr(stream, "__aenter__")
+    is_sync = hasattr(stream, "__iter__") or hasattr(stream, "__enter__")
+    # A stream that is both (LiteLLM's) is read the way the caller can: a sync agent's thread
+    # has no running loop, and would get a coroutine it cannot await.
+    if is_async and not (is_sync and not _loop_running()):
         return _arelay(run, stream)
-    if hasattr(stream, "__iter__") or hasattr(stream, "__enter__"):
+    if is_sync:
         if isinstance(stream, str | bytes | dict | list | tuple):
             raise _unknown(stream)
         return _relay_sync(run, stream)
@@ -65,6 +71,14 @@ def relay(stream: Any, /) -> Any:
             "e.g. agentnb.relay(await client.chat.completions.create(..., stream=True))"
         )
     raise _unknown(stream)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _unknown(obj: object) -> UnknownStream:
