@@ -12,9 +12,12 @@ in a real browser can tell whether any payload made an element or ran script:
 :func:`everything` is an agent that puts payloads in every field of every event
 kind (text of the run and of a child run, status, tool names, argument keys and
 values, results, error results, custom data, child run names, an exception's
-type and message, a cancelled child's reason). The notebook and page fuzz tests
-run it; they import this module from the kernel or the server (tests/ is on
-their path).
+type and message, a cancelled child's reason; and of the streamed kinds: reasoning
+text, its message id and signature, a streamed tool call's name, id, argument
+fragments and error, step names and ids, state snapshots and patches, message ids
+and finish reasons, raw events, a usage event's model and provider). The notebook
+and page fuzz tests run it; they import this module from the kernel or the server
+(tests/ is on their path).
 """
 
 from __future__ import annotations
@@ -25,7 +28,24 @@ import random
 from collections.abc import Iterator
 
 import agentnb
-from agentnb import Custom, Status, ToolCall, ToolResult
+from agentnb import (
+    Custom,
+    MessageEnd,
+    MessageStart,
+    Raw,
+    Reasoning,
+    StateDelta,
+    StateSnapshot,
+    Status,
+    StepEnd,
+    StepStart,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolResult,
+    Usage,
+)
 
 __all__ = ["MARK", "active", "everything", "payloads"]
 
@@ -122,6 +142,29 @@ async def _stays(payload: str) -> None:
     await asyncio.sleep(3600)
 
 
+def streamed(payload: str, rng: random.Random) -> None:
+    """Emit *payload* in every string field of the streamed kinds (steps, reasoning, a tool
+    call whose arguments stream, state, message boundaries, raw, usage)."""
+    agentnb.emit(StepStart(payload, step_id=payload))
+    agentnb.emit(MessageStart(payload))
+    for chunk in _chunks(payload, rng):
+        agentnb.emit(Reasoning(chunk, message_id=payload))
+    agentnb.emit(Reasoning("", message_id=payload, signature=payload))
+    agentnb.emit(ToolCallStart(payload, payload, message_id=payload))
+    for chunk in _chunks(payload, rng):
+        agentnb.emit(ToolCallDelta(payload, chunk))
+    agentnb.emit(ToolCallEnd(payload, error=payload))
+    agentnb.emit(ToolCall(payload, {"_raw": payload}, call_id=payload))
+    agentnb.emit(ToolResult(payload, payload, call_id=payload, denied=True))
+    agentnb.emit(StateSnapshot({payload: [payload, {"k": payload}]}))
+    op = {"op": "move", "path": payload, "from": payload, "value": payload}
+    agentnb.emit(StateDelta([op, {"op": "add", "path": payload, payload: payload}]))
+    agentnb.emit(MessageEnd(payload, finish_reason=payload))
+    agentnb.emit(Raw(payload, {payload: payload}))
+    agentnb.emit(Usage(1, 2, model=payload, provider=payload, cost=0.001))
+    agentnb.emit(StepEnd(payload, step_id=payload))
+
+
 async def everything(spec: str = "12:0") -> str:
     """Put payloads in every field of every event kind; *spec* is ``"count:seed[:fail]"``.
 
@@ -139,6 +182,7 @@ async def everything(spec: str = "12:0") -> str:
         agentnb.emit(ToolResult(payload, payload, call_id=call.call_id))
         agentnb.emit(ToolResult(payload, {"error": payload}, call_id=call.call_id, is_error=True))
         agentnb.emit(Custom(f"p{n}.x:y-z", {"text": payload, "list": [payload]}))
+        streamed(payload, rng)
         if n % 4 == 0:
             with contextlib.suppress(Exception):  # its Error event is the point
                 await agentnb.run(_child, payload, name=payload)

@@ -12,6 +12,9 @@ chunk exceeds jupyter_server's default 1,000 messages/s, which it drops
   ``interval`` (0.1 s), and the last one always: a burst of 5,000 chunks costs a
   few messages, far below jupyter_server's rate limit.
 * A view that missed a batch, or is created late, asks for what it lacks.
+* Streamed parts grow in place while unsent, as text does: a reasoning block,
+  a tool call's argument text (one item per batch, not per fragment), the
+  latest state and usage lines.
 * When the run ends, the cell gets its final transcript as an ordinary output
   (``text/markdown`` + ``text/plain``), so a saved or headless-executed
   notebook shows the run, and nbval can check it.
@@ -27,8 +30,27 @@ from pathlib import Path
 from typing import Any
 
 from .._console import ConsoleSink
-from .._events import Cancelled, Custom, Error, Event, Status, TextChunk, ToolCall, ToolResult
-from .._format import brief, call_line, result_line
+from .._events import (
+    JSON,
+    Cancelled,
+    Custom,
+    Done,
+    Error,
+    Event,
+    Reasoning,
+    StateDelta,
+    StateSnapshot,
+    Status,
+    StepEnd,
+    StepStart,
+    TextChunk,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStart,
+    ToolResult,
+    Usage,
+)
+from .._format import brief, call_line, result_line, state_line, usage_line
 from .._run import Run, start
 from .._run import run as _run
 from ._transcript import Transcript
@@ -136,6 +158,8 @@ class NotebookSink:
         self._timer: Any = None
         self._path: tuple[str, ...] = ()  # the run's path (from open(), else the first event)
         self._final = ""  # the kind of the run's terminal event, once seen
+        self._calls: dict[tuple[str, str], str] = {}  # (label, call id) -> name, while streaming
+        self._usage: dict[str, JSON] = {}  # the sum of the Usage events seen so far
         self.messages = 0  # batches sent: for tests and benchmarks
 
     # -- sink protocol ----------------------------------------------------------
@@ -190,7 +214,20 @@ class NotebookSink:
     # -- batching ---------------------------------------------------------------
 
     def _add_item(self, event: Event) -> bool:
-        """Turn *event* into a display item; False if it changed nothing to send."""
+        """Turn *event* into display items; False if it changed nothing to send.
+
+        Items (``label`` is the run's path below this view's run, '' for its own):
+        ``["text", label, text]``, ``["reasoning", label, text, message_id]``,
+        ``["status", label, message]``, ``["custom", label, line, name]``,
+        ``["call", label, call_id, name, argument_text]`` (a tool call whose
+        arguments are streaming: items of one call add up), ``["tool", label, line,
+        json]`` and, for a call that streamed, ``["tool", label, line, json,
+        call_id]`` (it takes the streaming call's place), ``["step", label, name,
+        step_id]``, ``["step_end", label, name, step_id]``, ``["state", label,
+        line]``, ``["usage", "", line]`` (the run's usage so far: each replaces the
+        last), ``["error", label, message, traceback]``, ``["cancelled", label,
+        reason]``.
+        """
         root = self._path
         label = "/".join(event.path[len(root) :] if event.path[: len(root)] == root else event.path)
         pending = self._items[-1] if self._sent < len(self._items) else None
@@ -200,6 +237,25 @@ class NotebookSink:
                 pending[2] += event.text  # not sent yet: grow it
                 return True
             item = ["text", label, event.text]
+        elif isinstance(event, Reasoning):
+            if (
+                pending
+                and pending[0] == "reasoning"
+                and pending[1] == label
+                and pending[3] == event.message_id
+            ):
+                pending[2] += event.text
+                return True
+            item = ["reasoning", label, event.text, event.message_id]
+        elif isinstance(event, ToolCallStart):
+            self._calls[label, event.call_id] = event.name
+            item = ["call", label, event.call_id, event.name, ""]
+        elif isinstance(event, ToolCallDelta):
+            if pending and pending[0] == "call" and pending[1:3] == [label, event.call_id]:
+                pending[4] += event.delta
+                return True
+            name = self._calls.setdefault((label, event.call_id), "")
+            item = ["call", label, event.call_id, name, event.delta]
         elif isinstance(event, Status):
             if pending and pending[0] == "status" and pending[1] == label:
                 pending[2] = event.message  # only the latest status matters
@@ -219,16 +275,50 @@ class NotebookSink:
         elif isinstance(event, ToolCall):
             full = json.dumps(event.args, ensure_ascii=False, indent=1)
             item = ["tool", label, call_line(event, 40), full]
+            if self._calls.pop((label, event.call_id), None) is not None:
+                # Streamed: its unsent argument items are of no more use; the view puts
+                # this line where the call's arguments were streaming, if it showed them.
+                unsent = self._items[self._sent :]
+                self._items[self._sent :] = [
+                    i for i in unsent if not (i[0] == "call" and i[1:3] == [label, event.call_id])
+                ]
+                item.append(event.call_id)
         elif isinstance(event, ToolResult):
             full = json.dumps(event.result, ensure_ascii=False, indent=1)
             item = ["tool", label, result_line(event), full]
+        elif isinstance(event, StepStart | StepEnd):
+            kind = "step" if isinstance(event, StepStart) else "step_end"
+            item = [kind, label, event.name, event.step_id]
+        elif isinstance(event, StateSnapshot | StateDelta):
+            line = state_line(event)
+            if pending and pending[0] == "state" and pending[1] == label:
+                pending[2] = line  # the latest state is what matters
+                return True
+            item = ["state", label, line]
+        elif isinstance(event, Usage):
+            _add_usage(self._usage, event)
+            return self._usage_item(usage_line(self._usage))
         elif isinstance(event, Error):
             item = ["error", label, f"{event.type}: {event.message}", event.traceback]
         elif isinstance(event, Cancelled):
             item = ["cancelled", label, event.reason]
         else:
+            item = []
+        if item:
+            self._items.append(item)
+        if isinstance(event, Done | Error | Cancelled) and not label and event.usage:
+            # The run's own totals, exact, replace the sum kept here.
+            return self._usage_item(usage_line(event.usage)) or bool(item)
+        return bool(item)
+
+    def _usage_item(self, line: str) -> bool:
+        """The usage so far, as the last item; an unsent one before it is of no more use."""
+        if not line:
             return False
-        self._items.append(item)
+        unsent = self._items[self._sent :]
+        if any(item[0] == "usage" for item in unsent):
+            self._items[self._sent :] = [item for item in unsent if item[0] != "usage"]
+        self._items.append(["usage", "", line])
         return True
 
     def _schedule(self) -> None:
@@ -275,6 +365,22 @@ def _display(obj: object, **kwargs: Any) -> None:
     from IPython.display import display
 
     display(obj, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _add_usage(totals: dict[str, JSON], usage: Usage) -> None:
+    """Add one model call's usage to *totals* (as the run adds up its terminal event's)."""
+    for key, value in (
+        ("calls", 1),
+        ("input_tokens", usage.input_tokens),
+        ("output_tokens", usage.output_tokens),
+        ("reasoning_tokens", usage.reasoning_tokens),
+        ("cached_tokens", usage.cached_tokens),
+        ("cost", usage.cost),
+    ):
+        if value is not None:
+            before = totals.get(key, 0)
+            assert isinstance(before, int | float)
+            totals[key] = before + value
 
 
 def _event_line(event: Event) -> str:

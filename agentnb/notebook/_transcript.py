@@ -5,12 +5,17 @@ JupyterLab leave the same outputs. Nothing that varies between runs (times, ids)
 goes in. Every string an agent produced (its text, tool names, arguments and
 results, error messages, run names) is shown as text and never becomes markup:
 see ``_markdown`` for how the Markdown form is escaped, and why totally.
+
+What the transcript leaves to the live view: status and custom events, the
+model's reasoning (often longer than the answer, and not the answer), a tool
+call's streaming arguments (its whole call line is kept), steps, state, message
+boundaries and raw native events. The run's usage totals are its last line.
 """
 
 from __future__ import annotations
 
 from .._events import Cancelled, Done, Error, Event, TextChunk, ToolCall, ToolResult
-from .._format import LINE_END, brief, call_line, result_line, visible_controls
+from .._format import LINE_END, brief, call_line, result_line, usage_line, visible_controls
 from ._markdown import escape_markdown, escape_markdown_inline
 
 __all__ = ["Transcript"]
@@ -37,7 +42,8 @@ class Transcript:
     code; an error shows its type and message (the live view and the cell's
     own error output have the traceback, whose file paths differ between
     machines); a cancelled run says so, once (its sub-runs cancelled with it are
-    not listed again). Status and custom events are live-only.
+    not listed again); the run's usage totals end it. Status, custom events,
+    reasoning, steps and state are live-only (see the module's docstring).
 
     With *error_elsewhere*, the run's own error is left out: the cell shows it
     as its error output (a ``%%agent`` cell that fails raises the agent's error).
@@ -81,6 +87,10 @@ class Transcript:
                 self._blocks.append(("text", event.path, [event.result]))
             elif event.result is not None:
                 self._blocks.append(("result", event.path, [brief(event.result, _LIMIT)]))
+        if isinstance(event, Done | Error | Cancelled) and event.path == self._root:
+            used = usage_line(event.usage)
+            if used:
+                self._blocks.append(("usage", event.path, [used]))
 
     def _label(self, path: tuple[str, ...]) -> str:
         root = self._root or ()
@@ -115,6 +125,8 @@ class Transcript:
                 out.line(f"{label}{_one_line(parts[0])}")
             elif kind == "result":
                 out.line(f"result: {_one_line(parts[0])}")
+            elif kind == "usage":
+                out.line(f"usage: {_one_line(parts[0])}")
             elif kind == "error":
                 out.line(f"{label}{_one_line(parts[0])}: {_one_line(parts[1])}")
             else:
@@ -146,6 +158,8 @@ class Transcript:
                 out.line(f"{label} {_code(parts[0])}" if child else _code(parts[0]))
             elif kind == "result":
                 out.line(f"result: {_code(parts[0])}")
+            elif kind == "usage":
+                out.line(f"<em>usage: {escape_markdown_inline(parts[0])}</em>")
             elif kind == "error":
                 where = f"{label}: " if child else ""
                 out.line(

@@ -10,6 +10,11 @@
 // The one element made from it is a link, for a web address (http or https
 // only) in the text: its href and its text are that address.
 //
+// The model's reasoning is a "thinking" block, folded to one line (the last line
+// of it) until clicked. A tool call whose arguments stream shows them growing,
+// then its whole line takes their place. A step groups what happens in it under
+// its name, indented. The run's token usage and cost are in the status line.
+//
 // Once the run ends the view folds to its status line (the transcript below is
 // the run); "show run" unfolds it. A view whose kernel went away (restart,
 // shutdown, a lost connection) while its run was running says so: it asks the
@@ -111,6 +116,9 @@ class View {
     this.blocks = [];
     this.activity = "";
     this.customs = new Map();
+    this.calls = new Map(); // path + call id -> a tool call whose arguments are streaming
+    this.steps = []; // the steps open now, innermost last: {key, body}
+    this.usage = ""; // the run's usage so far, as the kernel words it
     this.counts = { tools: 0, words: 0, errors: 0, runs: new Set() };
     this.folded = false; // folded once, when the run ended; then as the reader likes
     this.lost = false;
@@ -186,9 +194,9 @@ class View {
     if (this.lost) {
       this.note.textContent = "the kernel is gone (restarted, shut down or disconnected)";
     } else if (running) {
-      this.note.textContent = (this.activity ? this.activity + " · " : "") + fmtTime(took);
+      this.note.textContent = [this.activity, fmtTime(took), this.usage].filter(Boolean).join(" · ");
     } else {
-      this.note.textContent = [fmtTime(took), ...this.tally()].join(" · ");
+      this.note.textContent = [fmtTime(took), ...this.tally(), this.usage].filter(Boolean).join(" · ");
     }
     this.stop.hidden = !running;
     if (!running && !this.lost && !this.folded) {
@@ -198,6 +206,11 @@ class View {
     }
     if (!running && this.timer) { clearInterval(this.timer); this.timer = null; }
     if (running && !this.timer) this.timer = setInterval(() => this.header(), 500);
+  }
+
+  // Where new blocks go: the innermost open step, else the body.
+  container() {
+    return this.steps.length ? this.steps[this.steps.length - 1].body : this.body;
   }
 
   block(kind, path) {
@@ -213,7 +226,7 @@ class View {
     }
     const content = document.createElement("div");
     node.append(content);
-    this.body.append(node);
+    this.container().append(node);
     const b = { kind, path, node, content, text: "" };
     this.blocks.push(b);
     return b;
@@ -223,22 +236,88 @@ class View {
     const touched = new Set();
     const c = this.counts;
     for (; this.shown < items.length; this.shown++) {
-      const [kind, path, a, b] = items[this.shown];
+      const [kind, path, a, b, d] = items[this.shown];
       if (path) c.runs.add(path);
       if (kind === "text") {
         const blk = this.block("text", path);
         blk.text += a;
         touched.add(blk);
+      } else if (kind === "reasoning") {
+        let blk = this.blocks[this.blocks.length - 1];
+        if (!blk || blk.kind !== "reasoning" || blk.path !== path || blk.id !== b) {
+          blk = this.block("reasoning", path);
+          blk.id = b;
+          const box = document.createElement("details");
+          blk.summary = document.createElement("summary");
+          box.append(blk.summary, blk.content); // the text, folded under its last line
+          blk.node.append(box);
+        }
+        blk.text += a;
+        touched.add(blk);
+      } else if (kind === "call") {
+        const key = path + "\u0000" + a;
+        let call = this.calls.get(key);
+        if (!call) {
+          const line = document.createElement("div");
+          line.className = "agentnb-call";
+          const name = document.createElement("span");
+          name.className = "agentnb-call-name";
+          name.textContent = "\u2192 " + b + " ";
+          const args = document.createElement("span");
+          args.className = "agentnb-args";
+          line.append(name, args);
+          this.block("tool", path).content.append(line);
+          call = { line, args, text: "" };
+          this.calls.set(key, call);
+        }
+        call.text += d;
+        call.args.textContent = call.text;
       } else if (kind === "tool") {
         if (a.startsWith("\u2192")) c.tools += 1;
-        const blk = this.block("tool", path);
-        const d = document.createElement("details");
+        const box = document.createElement("details");
         const s = document.createElement("summary");
         s.textContent = a;
         const pre = document.createElement("pre");
         pre.textContent = b;
-        d.append(s, pre);
-        blk.content.append(d);
+        box.append(s, pre);
+        const key = path + "\u0000" + d;
+        const call = d !== undefined && this.calls.get(key);
+        if (call) {
+          call.line.replaceWith(box); // the whole call, where its arguments streamed
+          this.calls.delete(key);
+        } else {
+          this.block("tool", path).content.append(box);
+        }
+      } else if (kind === "step") {
+        const node = document.createElement("div");
+        node.className = "agentnb-step" + (path ? " agentnb-child" : "");
+        const name = document.createElement("div");
+        name.className = "agentnb-step-name";
+        name.textContent = "\u25b8 " + (path ? path + ": " : "") + a;
+        const body = document.createElement("div");
+        body.className = "agentnb-step-body";
+        node.append(name, body);
+        this.container().append(node);
+        this.steps.push({ key: path + "\u0000" + a + "\u0000" + b, body, node });
+        this.blocks.push({ kind: "step" }); // what follows starts blocks of its own
+      } else if (kind === "step_end") {
+        const key = path + "\u0000" + a + "\u0000" + b;
+        const at = this.steps.map((st) => st.key).lastIndexOf(key);
+        if (at >= 0) this.steps.splice(at, 1)[0].node.classList.add("agentnb-step-done");
+        this.blocks.push({ kind: "step" });
+      } else if (kind === "state") {
+        const key = path + "\u0000state";
+        let line = this.customs.get(key);
+        if (!line) {
+          const blk = this.block("custom", path);
+          line = document.createElement("div");
+          blk.content.append(line);
+          this.customs.set(key, line);
+        }
+        line.textContent = a;
+      } else if (kind === "usage") {
+        this.usage = a;
+        this.header();
       } else if (kind === "error") {
         c.errors += 1;
         const blk = this.block("error", path);
@@ -267,6 +346,13 @@ class View {
       }
     }
     for (const blk of touched) {
+      if (blk.kind === "reasoning") {
+        const shown = lines(blk.text);
+        blk.content.textContent = shown;
+        const last = shown.split("\n").filter((l) => l.trim()).pop() || "";
+        blk.summary.textContent = "thinking" + (last ? ": " + last : "");
+        continue;
+      }
       blk.content.replaceChildren(linked(lines(blk.text)));
       const words = (blk.text.match(/\S+/g) || []).length;
       c.words += words - (blk.words || 0);

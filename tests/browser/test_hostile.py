@@ -13,8 +13,8 @@ again (the saved notebook is signed, so trusted too). Each time:
 * agentnb's outputs hold only the elements and attributes agentnb makes (a
   strict list per output: the view, the Markdown transcript, the plain one);
   nothing anywhere in the cell is an element a payload could have made;
-* the text is all there: the view holds the run's text exactly, and the
-  transcripts show every payload as text.
+* the text is all there: the view holds the run's text and reasoning exactly,
+  and the transcripts show every payload as text.
 """
 
 from __future__ import annotations
@@ -125,6 +125,10 @@ AUDIT = r"""async (index) => {
         view: [...node.querySelectorAll('.agentnb-text:not(.agentnb-child) > div')]
             .map((e) => e.textContent).join(''),
         views: node.querySelectorAll('.agentnb-run').length,
+        thinking: [...node.querySelectorAll('.agentnb-reasoning:not(.agentnb-child) details > div')]
+            .map((e) => e.textContent),
+        folded: [...node.querySelectorAll('.agentnb-reasoning details')].every((d) => !d.open),
+        streaming: node.querySelectorAll('.agentnb-call').length,
     };
 }"""
 
@@ -185,6 +189,11 @@ def check_cells(watched: Watched, *, live: bool) -> None:
                 # Each payload is a text block of its own (a tool call follows it).
                 blocks = hostile.payloads(count, seed)
                 assert found["view"] == "".join(LINE_END.sub("\n", b) for b in blocks), index
+                # Each payload's reasoning is a folded thinking block of its own, exact;
+                # every streamed tool call gave way to its whole line.
+                assert found["thinking"] == [LINE_END.sub("\n", b) for b in blocks], index
+                assert found["folded"]
+                assert found["streaming"] == 0
         if index == 3:  # a str result and no text: the transcript is the result
             assert words(hostile.payloads(4, 7)[3]) in words("\n".join(found["markdown"]))
     assert watched.dialogs == []

@@ -27,12 +27,13 @@ from playwright.sync_api import Dialog
 import agentnb
 import agentnb.demo
 import tests.hostile
-from agentnb._format import call_line, result_line
+from agentnb._format import call_line, result_line, usage_line
 from agentnb.server import create_app
 from harness.browser import Browser, Page, images_settled, wait_for
 from harness.wait import until
 from harness.web import serving
 from tests.browser.pages import STREAMED_A_LITTLE, growth_moments, sampled_after, stopped_text
+from tests.browser.streaming import ANSWER, ARGS, REASONING, USAGES, thinker
 from tests.helpers import full_text
 
 pytestmark = pytest.mark.browser
@@ -84,6 +85,7 @@ AGENTS: dict[str, Any] = {
     "researcher": agentnb.demo.researcher,
     "hostile": hostile,
     "awkward": awkward,
+    "thinker": thinker,
 }
 
 SAMPLER = """(interval) => {
@@ -341,8 +343,15 @@ def test_hostile_text_in_every_field_makes_no_element_and_runs_nothing(
         assert found["pwned"] == []
         assert dialogs == []
         assert [u for u in requests if "pwn" in u.lower() or u.rstrip("/").endswith("/x")] == []
-        # The run's text, every payload of it, exactly as emitted.
-        assert shown_text(page) == "".join(tests.hostile.payloads(40, 4))
+        # The run's text, every payload of it, exactly as emitted; and its reasoning.
+        payloads = tests.hostile.payloads(40, 4)
+        assert shown_text(page) == "".join(payloads)
+        thinking = page.evaluate(
+            "() => [...document.querySelectorAll('#events li.thinking:not(:has(> .path)) pre')]"
+            ".map((e) => e.textContent)"
+        )
+        assert thinking == payloads
+        assert page.locator("#events li.streaming").count() == 0
     finally:
         context.close()
 
@@ -485,3 +494,76 @@ def test_runs_survive_a_dropped_connection_and_go_when_the_page_goes(
         )
     finally:
         context.close()
+
+
+STREAM_SAMPLER = """(interval) => {
+    const read = () => {
+        const thinking = document.querySelector('#events li.thinking details');
+        const call = document.querySelector('#events li.tool-call');
+        return {
+            status: document.body.dataset.state,
+            usage: document.querySelector('[data-testid=usage]').textContent,
+            thinking: thinking && {open: thinking.open,
+                                   summary: thinking.querySelector('summary').textContent},
+            call: call && {text: call.textContent, streaming: call.classList.contains('streaming')},
+        };
+    };
+    const samples = [read()];
+    const timer = setInterval(() => samples.push(read()), interval);
+    window.__agentnbSampler = {samples, timer, read};
+}"""
+
+
+def test_thinking_folded_tool_arguments_streaming_usage_and_steps(page: Page, base: str) -> None:
+    page.get_by_label("Agent").select_option("thinker")
+    page.get_by_label("Input").fill("0.3")
+    page.evaluate(STREAM_SAMPLER, SAMPLE_MS)
+    page.get_by_test_id("start").click()
+    assert wait_end(page) == "done"
+    seen = page.evaluate(
+        "() => { const s = window.__agentnbSampler; clearInterval(s.timer); return s.samples; }"
+    )
+    whole = "".join(ARGS)
+    call = call_line(agentnb.ToolCall("weather", json.loads(whole)))
+    # The arguments grew on the call's line, then the whole call took their place.
+    streaming = [s["call"]["text"] for s in seen if s["call"] and s["call"]["streaming"]]
+    grown = list(dict.fromkeys(text.removeprefix("→ weather ") for text in streaming))
+    assert all(whole.startswith(a) for a in grown), grown
+    assert len([a for a in grown if a]) >= 3, grown
+    assert grown == sorted(grown, key=len)
+    assert seen[-1]["call"] == {"text": call, "streaming": False}
+    # Thinking: folded all along, its summary the last line of it.
+    thinking = [s["thinking"] for s in seen if s["thinking"]]
+    assert thinking
+    assert not any(t["open"] for t in thinking)
+    assert thinking[-1]["summary"] == "thinking: I should call the tool."
+    # Usage in the status line: the first call's, live; then the run's totals.
+    first, total = (usage_line(api_usage(base, run_id(page), n)) for n in (1, 2))
+    assert any(s["usage"] == first and s["status"] == "running" for s in seen), seen
+    assert (
+        total == "2 model calls · 2,700 tokens in (200 cached) · 105 out (30 reasoning) · $0.0093"
+    )
+    assert page.get_by_test_id("usage").inner_text() == total
+    assert shown_text(page) == "".join(ANSWER)
+    # Steps: their lines indented under their names; the state, one line.
+    lines = page.get_by_test_id("events").locator("li")
+    texts = lines.all_inner_texts()
+    assert texts[0] == "▸ think"
+    assert texts[1] == "thinking: I should call the tool."
+    assert texts[2:6] == ["▸ act", call, '← weather: {"temp": 18}', 'state: {"city": "Paris"}']
+    assert texts[6:] == ["▸ answer"]
+    depth = [line.evaluate("(e) => e.style.getPropertyValue('--depth')") for line in lines.all()]
+    assert depth == ["", "1", "", "1", "1", "1", ""]
+    lines.nth(1).locator("summary").click()  # unfolds to the whole reasoning
+    assert lines.nth(1).locator("pre").inner_text() == "".join(REASONING)
+    assert len(USAGES) == 2
+
+
+def api_usage(base: str, run: str, calls: int) -> dict[str, Any]:
+    """The run's usage after *calls* usage events: the sum its terminal event would carry."""
+    events = api_events(base, run)
+    if calls == len(USAGES):
+        usage: dict[str, Any] = events[-1]["usage"]
+        return usage
+    first = next(e for e in events if e["kind"] == "usage")
+    return {"calls": 1, **{k: v for k, v in first.items() if k.endswith("tokens") or k == "cost"}}

@@ -278,3 +278,86 @@ def test_agent_text_never_drives_the_terminal() -> None:
         "next",
     ]
     assert "… \u241b[2Jcleared" in text
+
+
+async def streamed() -> None:
+    agentnb.emit(agentnb.StepStart("plan"))
+    agentnb.emit(agentnb.Reasoning("I should\nlook it "))
+    agentnb.emit(agentnb.Reasoning("up.\r"))
+    agentnb.emit(agentnb.Reasoning("\nthen answer"))
+    agentnb.emit(agentnb.StepEnd("plan"))
+    agentnb.emit(agentnb.ToolCallStart("look", "c1"))
+    agentnb.emit(agentnb.ToolCallDelta("c1", '{"q": '))
+    agentnb.emit(agentnb.ToolCallDelta("c1", '"sea"}'))
+    agentnb.emit(agentnb.ToolCallEnd("c1"))
+    agentnb.emit(ToolCall("look", {"q": "sea"}, call_id="c1"))
+    agentnb.emit(ToolResult("look", "not allowed", call_id="c1", denied=True))
+    agentnb.emit(agentnb.StateDelta([{"op": "replace", "path": "/n", "value": 2}]))
+    agentnb.emit(agentnb.StateSnapshot({"n": 2}))
+    agentnb.emit(agentnb.Raw("x", {"y": 1}))
+    agentnb.emit(agentnb.MessageStart("m1"))
+    agentnb.emit(agentnb.Usage(1200, 34, reasoning_tokens=10, cached_tokens=100, cost=0.0123))
+    agentnb.emit(agentnb.Usage(5, 6))
+    agentnb.emit(agentnb.TextChunk("The answer.", message_id="m1"))
+    agentnb.emit(agentnb.MessageEnd("m1", "stop"))
+
+
+async def test_reasoning_steps_state_and_usage_get_lines_of_their_own() -> None:
+    lines = (await _console_output(streamed)).splitlines()
+    assert DONE_LINE.fullmatch(lines[-2]), lines
+    assert lines[:-2] + lines[-1:] == [
+        "▸ plan",
+        "┊ I should",  # each line of reasoning marked (the CR and its LF: one break)
+        "┊ look it up.",
+        "┊ then answer",
+        "→ look(q=sea)",  # a streamed call: its whole line, once
+        "⊘ look: not allowed",  # refused
+        "state: replace /n = 2",
+        'state: {"n": 2}',
+        "The answer.",
+        "usage: 2 model calls · 1,205 tokens in (100 cached) · 40 out (10 reasoning) · $0.0123",
+    ]
+
+
+async def test_color_dims_reasoning_and_the_usage_line() -> None:
+    text = await _console_output(streamed, color=True)
+    assert f"{DIM}┊ I should{RESET}\n{DIM}┊ look it {RESET}{DIM}up.{RESET}\n" in text
+    assert text.endswith(f"{DIM}usage: 2 model calls · 1,205 tokens in (100 cached) · 40 out "
+                         f"(10 reasoning) · $0.0123{RESET}\n")  # fmt: skip
+    assert "The answer.\n" in text  # the answer itself is not dimmed
+
+
+async def test_a_failed_run_ends_with_its_usage_and_a_child_reasons_under_its_label() -> None:
+    async def child() -> None:
+        agentnb.emit(agentnb.Reasoning("hmm\nyes"))
+        agentnb.emit(agentnb.Usage(3, 4))
+
+    async def parent() -> None:
+        await agentnb.run(child)
+        raise ValueError("boom")
+
+    out = io.StringIO()
+    with pytest.raises(ValueError):
+        await agentnb.run(parent, sink=ConsoleSink(out, color=False))
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["[child] ┊ hmm", "┊ yes"]
+    assert lines[-2] == "ValueError: boom"
+    assert lines[-1] == "usage: 1 model call · 3 tokens in · 4 out"
+
+
+def test_agent_data_in_the_streamed_kinds_never_drives_the_terminal() -> None:
+    bad = "a\x1b[31m\x9b2J\x07b\rc"
+
+    async def hostile() -> None:
+        agentnb.emit(agentnb.StepStart(bad))
+        agentnb.emit(agentnb.Reasoning(bad))
+        agentnb.emit(agentnb.StateSnapshot({bad: bad}))
+        agentnb.emit(agentnb.StateDelta([{"op": "add", "path": bad, "value": bad}]))
+        agentnb.emit(agentnb.Usage(1, 1, model=bad, provider=bad))
+
+    out = io.StringIO()
+    agentnb.run_sync(hostile, sink=ConsoleSink(out, color=False))
+    text = out.getvalue()
+    for control in ("\x1b", "\x9b", "\x07", "\r"):
+        assert control not in text
+    assert "┊ a\u241b[31m\ufffd2J\u2407b\n┊ c\n" in text

@@ -9,6 +9,12 @@
 // does not cancel what the page is about to resume; Stop, and leaving the page,
 // cancel the run explicitly. Agent data only ever reaches the page as text
 // (textContent, text nodes), never as HTML.
+//
+// The model's reasoning is a "thinking" line folded to its last line (click to
+// unfold); a tool call's arguments grow on its line as they stream, then its
+// whole call line takes their place; a step's lines are indented under its name;
+// the run's token usage and cost (summed live, then the run's own totals) are in
+// the status line. The lines are the ones agentnb/_format.py writes.
 
 const RETRIES = 5; // resume attempts in a row without receiving anything
 const RETRY_MS = 300; // first pause before resuming; doubles each time
@@ -137,6 +143,59 @@ function callLine(name, args) {
   return `→ ${oneLine(String(name ?? ""))}(${shown})`;
 }
 
+/** A whole number of tokens (an int >= 0), or null. */
+const count = (v) => (Number.isInteger(v) && v >= 0 ? v : null);
+const grouped = (n) => n.toLocaleString("en-US");
+
+/** ``$1.23``, ``$0.0123``, or ``<$0.0001`` for less (but not nothing). */
+function dollars(cost) {
+  if (cost >= 1) return "$" + cost.toFixed(2);
+  const shown = cost.toFixed(4);
+  return cost > 0 && shown === "0.0000" ? "<$0.0001" : "$" + shown;
+}
+
+/** A run's usage totals on one line ("" for none), as _format.usage_line writes them. */
+function usageLine(totals) {
+  if (!totals || typeof totals !== "object") return "";
+  const parts = [];
+  const calls = count(totals.calls);
+  if (calls) parts.push(`${grouped(calls)} model call${calls === 1 ? "" : "s"}`);
+  const tokensIn = count(totals.input_tokens);
+  const cached = count(totals.cached_tokens);
+  if (tokensIn !== null) parts.push(`${grouped(tokensIn)} tokens in` + (cached ? ` (${grouped(cached)} cached)` : ""));
+  const out = count(totals.output_tokens);
+  const reasoning = count(totals.reasoning_tokens);
+  if (out !== null) parts.push(`${grouped(out)} out` + (reasoning ? ` (${grouped(reasoning)} reasoning)` : ""));
+  const cost = totals.cost;
+  if (typeof cost === "number" && Number.isFinite(cost) && cost >= 0) parts.push(dollars(cost));
+  return parts.join(" · ");
+}
+
+/** Add one model call's usage event to *totals*. */
+function addUsage(totals, event) {
+  const add = (key, value) => {
+    if (typeof value === "number" && Number.isFinite(value)) totals[key] = (totals[key] || 0) + value;
+  };
+  add("calls", 1);
+  add("input_tokens", count(event.input_tokens) ?? 0);
+  add("output_tokens", count(event.output_tokens) ?? 0);
+  add("reasoning_tokens", count(event.reasoning_tokens));
+  add("cached_tokens", count(event.cached_tokens));
+  add("cost", event.cost);
+}
+
+/** ``state: {...}`` for a snapshot, ``state: replace /count = 2; ...`` for a delta. */
+function stateLine(event, limit = 120) {
+  if (event.kind === "state_snapshot") return brief(`state: ${brief(event.state, limit)}`, limit);
+  const ops = (Array.isArray(event.patch) ? event.patch : []).map((op) => {
+    let text = `${op && op.op} ${op && op.path}`;
+    if (op && "from" in op) text += ` from ${brief(op.from, 40)}`;
+    if (op && "value" in op) text += ` = ${brief(op.value, 40)}`;
+    return text;
+  });
+  return brief("state: " + ops.join("; "), limit);
+}
+
 function formatElapsed(ms) {
   return (ms / 1000).toFixed(1) + " s";
 }
@@ -165,6 +224,9 @@ class Page {
     this.state = document.querySelector("[data-testid=state]");
     this.elapsed = document.querySelector("[data-testid=elapsed]");
     this.message = document.querySelector("[data-testid=message]");
+    this.usage = el("span", "status-usage");
+    this.usage.dataset.testid = "usage";
+    this.message.before(this.usage);
     this.text = $("text");
     this.events = $("events");
     this.descriptions = new Map();
@@ -250,12 +312,18 @@ class Page {
       textNode: document.createTextNode(""),
       lastLine: null, // the last line, if later ones may merge into it (child text, custom kinds)
       timer: null,
+      usage: {}, // the sum of the usage events so far
+      calls: new Map(), // run id + call id -> the line of a tool call whose arguments stream
+      thinking: new Map(), // run id + message id -> a reasoning line
+      states: new Map(), // run id -> its state line
+      steps: [], // the steps open now, innermost last
     };
     this.run = run;
     this.text.replaceChildren(run.textNode);
     this.events.replaceChildren();
     this.statusAgent.textContent = run.agent;
     this.message.textContent = "";
+    this.usage.textContent = "";
     delete document.body.dataset.runId;
     this.setState("running");
     this.startButton.disabled = true;
@@ -377,7 +445,10 @@ class Page {
     const own = event.run_id === run.id;
     const path = Array.isArray(event.path) ? event.path.map(String) : [];
     // Where a line goes: child runs' lines are indented and start with their path.
-    const at = { prefix: own ? "" : path.join(" › "), depth: Math.max(0, path.length - 1) };
+    const at = {
+      prefix: own ? "" : path.join(" › "),
+      depth: Math.max(0, path.length - 1) + run.steps.length,
+    };
     switch (kind) {
       case "text": {
         const text = String(event.text ?? "");
@@ -390,14 +461,97 @@ class Page {
         this.message.textContent = at.prefix ? `${at.prefix}: ${message}` : message;
         return;
       }
-      case "tool_call": {
-        const [, full] = compactJSON(event.args);
-        this.line(run, { ...at, className: "tool-call", text: callLine(event.name, event.args), title: full });
+      case "reasoning": {
+        const key = `${event.run_id} ${event.message_id ?? ""}`;
+        let shown = run.thinking.get(key);
+        if (!shown) {
+          const node = el("li", "thinking");
+          this.place(node, at);
+          const box = el("details");
+          const summary = el("summary");
+          const text = el("pre", "thinking-text");
+          box.append(summary, text);
+          if (at.prefix) node.append(el("span", "path", at.prefix), " ");
+          node.append(box);
+          this.events.append(node);
+          run.lastLine = null;
+          shown = { summary, text, all: "" };
+          run.thinking.set(key, shown);
+        }
+        shown.all += String(event.text ?? "");
+        shown.text.textContent = shown.all;
+        const last = shown.all.split(/\r\n|\r|\n/).filter((l) => l.trim()).pop() || "";
+        shown.summary.textContent = "thinking" + (last ? ": " + last : "");
         return;
       }
+      case "tool_call_start": {
+        const name = el("span", "call-name", `→ ${oneLine(String(event.name ?? ""))} `);
+        const args = document.createTextNode("");
+        const node = el("li", "tool-call streaming");
+        this.place(node, at);
+        if (at.prefix) node.append(el("span", "path", at.prefix), " ");
+        node.append(name, args);
+        this.events.append(node);
+        run.lastLine = null;
+        run.calls.set(`${event.run_id} ${event.call_id}`, { node, args });
+        return;
+      }
+      case "tool_call_delta": {
+        const call = run.calls.get(`${event.run_id} ${event.call_id}`);
+        if (call) call.args.appendData(String(event.delta ?? ""));
+        return;
+      }
+      case "tool_call": {
+        const [, full] = compactJSON(event.args);
+        const text = callLine(event.name, event.args);
+        const key = `${event.run_id} ${event.call_id}`;
+        const call = run.calls.get(key);
+        if (call) {
+          // The whole call takes the place of its streaming arguments.
+          run.calls.delete(key);
+          call.node.classList.remove("streaming");
+          call.node.replaceChildren();
+          if (at.prefix) call.node.append(el("span", "path", at.prefix), " ");
+          call.node.append(text);
+          call.node.title = full;
+          return;
+        }
+        this.line(run, { ...at, className: "tool-call", text, title: full });
+        return;
+      }
+      case "step_start": {
+        const text = `▸ ${String(event.name ?? "")}`;
+        this.line(run, { ...at, className: "step", text });
+        run.steps.push(`${event.run_id} ${event.name} ${event.step_id ?? ""}`);
+        return;
+      }
+      case "step_end": {
+        const open = run.steps.lastIndexOf(`${event.run_id} ${event.name} ${event.step_id ?? ""}`);
+        if (open >= 0) run.steps.splice(open, 1);
+        run.lastLine = null;
+        return;
+      }
+      case "state_snapshot":
+      case "state_delta": {
+        const shown = run.states.get(event.run_id);
+        if (shown) shown.data = stateLine(event);
+        else run.states.set(event.run_id, this.line(run, { ...at, className: "state", text: stateLine(event) }));
+        return;
+      }
+      case "usage":
+        addUsage(run.usage, event);
+        this.usage.textContent = usageLine(run.usage);
+        return;
+      case "tool_call_end":
+      case "message_start":
+      case "message_end":
+      case "raw":
+        return; // the tool call line, the text and the status line say it all
       case "tool_result": {
         const [, full] = compactJSON(event.result);
-        const [mark, className] = event.is_error ? ["✗", "tool-result failed"] : ["←", "tool-result"];
+        const [mark, className] = event.denied
+          ? ["⊘", "tool-result denied"]
+          : event.is_error ? ["✗", "tool-result failed"] : ["←", "tool-result"];
         const text = `${mark} ${oneLine(String(event.name ?? ""))}: ${brief(event.result, 120)}`;
         this.line(run, { ...at, className, text, title: full });
         return;
@@ -406,13 +560,14 @@ class Page {
         const summary = `${event.type}: ${event.message}`;
         const details = String(event.traceback ?? "");
         this.line(run, { ...at, className: "error", text: `✗ ${summary}`, details });
-        if (own) this.end(run, "error", summary);
+        if (own) this.end(run, "error", summary, event.usage);
         return;
       }
       case "done":
       case "cancelled":
         if (own) {
-          this.end(run, kind, kind === "cancelled" ? String(event.reason || "stopped") : undefined);
+          const why = kind === "cancelled" ? String(event.reason || "stopped") : undefined;
+          this.end(run, kind, why, event.usage);
         } else {
           const text = kind + (event.reason ? `: ${event.reason}` : "");
           this.line(run, { ...at, className: kind, text });
@@ -432,7 +587,16 @@ class Page {
     }
   }
 
-  /** Add a line to the event list; lines with the same key in a row merge into one. */
+  /** Indent *node* as a line at *at* (a child run's, or inside a step). */
+  place(node, { depth }) {
+    if (depth) {
+      node.classList.add("child");
+      node.style.setProperty("--depth", String(depth));
+    }
+  }
+
+  /** Add a line to the event list (its text node is returned); lines with the same key in a
+   * row merge into one. */
   line(run, { key = null, prefix, depth, className, text = "", append = null, title = "", details = "" }) {
     const last = run.lastLine;
     if (key && last && last.key === key) {
@@ -443,13 +607,10 @@ class Page {
         last.counter.textContent = ` ×${last.count}`;
       }
       if (title) last.node.title = title;
-      return;
+      return last.body;
     }
     const node = el("li", className);
-    if (depth) {
-      node.classList.add("child");
-      node.style.setProperty("--depth", String(depth));
-    }
+    this.place(node, { depth });
     if (title) node.title = title;
     const body = document.createTextNode(append ?? text);
     const counter = el("span", "count");
@@ -465,10 +626,14 @@ class Page {
     target.append(body, counter);
     this.events.append(node);
     run.lastLine = key ? { key, node, body, counter, count: 1 } : null;
+    return body;
   }
 
-  end(run, state, message) {
+  end(run, state, message, usage) {
     if (run.ended) return;
+    if (usage && typeof usage === "object" && this.run === run) {
+      this.usage.textContent = usageLine(usage); // the run's own totals, exact
+    }
     run.ended = true;
     run.endedAt = performance.now();
     clearInterval(run.timer);
