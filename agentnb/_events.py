@@ -196,6 +196,7 @@ class Event:
     """True for Done, Error and Cancelled: the last event of a run."""
     _fields: ClassVar[tuple[str, ...]] = ()  # payload field names, in order
     _slots: ClassVar[tuple[str, ...]] = ()  # their slots ("_" + name), made once per class
+    _copy_payload: ClassVar[Callable[[Event, Event], None]]  # copies them (made per class)
     _optional: ClassVar[frozenset[str]] = frozenset()  # left out of the JSON form when empty
     _kinds: ClassVar[dict[str, type[Event]]] = {}  # filled at the end of this module
 
@@ -212,6 +213,12 @@ class Event:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._slots = tuple("_" + name for name in cls._fields)
+        # The copy ``_stamped`` makes, written out for this class's slots (as dataclasses
+        # write their __init__): stamping is on every event's path.
+        lines = "".join(f"    new.{slot} = self.{slot}\n" for slot in cls._slots)
+        namespace: dict[str, Any] = {}
+        exec(f"def copy_payload(self, new):\n{lines or '    pass'}\n", namespace)
+        cls._copy_payload = namespace["copy_payload"]
 
     def __init__(self, **stamps: Unpack[Stamps]) -> None:
         raise TypeError(
@@ -354,8 +361,7 @@ class Event:
     def _stamped(self, run_id: str, seq: int, path: tuple[str, ...], ts: float) -> Event:
         """A copy of this event carrying the given stamps (no re-validation)."""
         new = _new(type(self))
-        for slot in self._slots:
-            setattr(new, slot, getattr(self, slot))
+        self._copy_payload(new)
         new._run_id = run_id
         new._seq = seq
         new._path = path

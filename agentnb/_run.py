@@ -546,7 +546,13 @@ def result_json(value: object) -> JSON:
         return _safe_repr(value)
 
 
+# The classes emit takes as they are: every built-in kind but the terminal ones, and Custom.
+_EMITTABLE = frozenset([Custom, *(cls for cls in Event._kinds.values() if not cls.terminal)])
+
+
 def _checked(event: object) -> Event | str:
+    if type(event) in _EMITTABLE:
+        return event  # type: ignore[return-value]
     if isinstance(event, Event):
         if type(event) is not Custom and Event._kinds.get(event.kind) is not type(event):
             raise InvalidEvent(
