@@ -196,7 +196,6 @@ class Event:
     """True for Done, Error and Cancelled: the last event of a run."""
     _fields: ClassVar[tuple[str, ...]] = ()  # payload field names, in order
     _slots: ClassVar[tuple[str, ...]] = ()  # their slots ("_" + name), made once per class
-    _copy_payload: ClassVar[Callable[[Event, Event], None]]  # copies them (made per class)
     _optional: ClassVar[frozenset[str]] = frozenset()  # left out of the JSON form when empty
     _kinds: ClassVar[dict[str, type[Event]]] = {}  # filled at the end of this module
 
@@ -213,12 +212,20 @@ class Event:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._slots = tuple("_" + name for name in cls._fields)
-        # The copy ``_stamped`` makes, written out for this class's slots (as dataclasses
-        # write their __init__): stamping is on every event's path.
+
+    def _copy_payload(self, new: Event) -> None:
+        """Copy this event's payload slots into *new* (``_stamped``'s copy).
+
+        The first call for a class writes a copier out for its slots (as dataclasses
+        write their __init__) and puts it on the class: stamping is on every event's
+        path, and writing it lazily keeps it out of ``import agentnb``.
+        """
+        cls = type(self)
         lines = "".join(f"    new.{slot} = self.{slot}\n" for slot in cls._slots)
         namespace: dict[str, Any] = {}
         exec(f"def copy_payload(self, new):\n{lines or '    pass'}\n", namespace)
-        cls._copy_payload = namespace["copy_payload"]
+        cls._copy_payload = namespace["copy_payload"]  # type: ignore[method-assign]
+        cls._copy_payload(self, new)
 
     def __init__(self, **stamps: Unpack[Stamps]) -> None:
         raise TypeError(
