@@ -25,8 +25,6 @@ _FRAMEWORKS: tuple[tuple[str, str, str], ...] = (
 
 
 def _adapter_module(obj: object) -> str | None:
-    if callable(obj) and not hasattr(type(obj), "__mro__"):
-        return None
     packages = {cls.__module__.partition(".")[0] for cls in type(obj).__mro__}
     for package, attribute, module in _FRAMEWORKS:
         if package in packages and hasattr(obj, attribute):
