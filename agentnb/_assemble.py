@@ -10,7 +10,10 @@ knows no SDK.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,6 +27,7 @@ from ._events_stream import (
     ToolCallStart,
     Usage,
 )
+from ._exceptions import RunClosed
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -61,6 +65,16 @@ def parse_arguments(text: str) -> tuple[dict[str, JSON], str]:
     if isinstance(value, dict):
         return value, ""
     return {"input": value}, f"the arguments are JSON but not an object: {type(value).__name__}"
+
+
+@contextlib.contextmanager
+def interrupted(assembler: Assembler) -> Iterator[None]:
+    """Around reading a stream: if it fails, ``assembler.interrupt`` ends what it left open."""
+    try:
+        yield
+    except BaseException as exc:
+        assembler.interrupt(exc)
+        raise
 
 
 class Assembler:
@@ -115,8 +129,15 @@ class Assembler:
         self._emit(Reasoning(delta, message_id, signature))
 
     def tool_start(self, call_id: str, name: str, message_id: str = "") -> StreamedCall:
+        """Start a call (once: a start for a call still streaming is the same call).
+
+        An id that a call which has already ended had is a new call: some servers and
+        test models number their calls per message, so ids repeat over a run.
+        """
         call = self.calls.get(call_id)
-        if call is None:
+        if call is None or call.args is not None:
+            if call is not None:  # keep the ended one, under a key no stream id can have
+                self.calls[f"{call_id}\x00{len(self.calls)}"] = self.calls.pop(call_id)
             call = self.calls[call_id] = StreamedCall(call_id, name, message_id)
             self._emit(ToolCallStart(name, call_id, message_id))
         return call
@@ -135,6 +156,27 @@ class Assembler:
             self._emit(ToolCallEnd(call_id, error))
             self._emit(ToolCall(call.name, call.args, call_id))
         return call
+
+    def interrupt(self, exc: BaseException) -> None:
+        """The stream failed with *exc*: end the calls and messages it left open, saying so.
+
+        Each open call gets its ``tool_call_end`` with the reason as its error, and no
+        ``tool_call`` (it was never made whole). Never raises: the caller re-raises *exc*.
+        """
+        reason = (
+            "it was cancelled"
+            if isinstance(exc, asyncio.CancelledError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        try:
+            for call in list(self.calls.values()):
+                if call.args is None:
+                    call.args = {}
+                    error = f"the stream ended before the arguments were whole ({reason})"
+                    self._emit(ToolCallEnd(call.call_id, error))
+            self.end_messages("error")
+        except RunClosed:  # the run has ended: nothing left to tell
+            pass
 
     def end_tools(self) -> None:
         """End every tool call still open (a stream that ends without saying so)."""

@@ -127,8 +127,9 @@ class Run:
         else:
             checked = _checked(event)
             if type(checked) is Usage:
-                _tally(self, checked)
-            self._out.put(checked)
+                _put_usage(self, checked)
+            else:
+                self._out.put(checked)
 
     @property
     def usage(self) -> dict[str, JSON] | None:
@@ -172,7 +173,11 @@ class Run:
         showing a framework's sub-agents, a mirror of a remote run). The child is like any
         other: this run ends only after it.
         """
-        if self._loop is not asyncio.get_running_loop():
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._loop is not loop:
             raise RuntimeError(
                 f"start_child must be called on the loop of run {self.name!r} (its own thread)"
             )
@@ -467,11 +472,15 @@ class _Totals:
         return out
 
 
-def _tally(run: Run, usage: Usage) -> None:
-    """Add one model call's usage to *run*'s totals and its ancestors'."""
+def _put_usage(run: Run, usage: Usage) -> None:
+    """Emit one model call's usage and add it to *run*'s totals and its ancestors'.
+
+    Counted only once the event is in (a closed run refuses it, and counts nothing).
+    """
     tokens_in, tokens_out = usage._input_tokens, usage._output_tokens
     reasoning, cached, cost = usage._reasoning_tokens, usage._cached_tokens, usage._cost
     with _usage_lock:
+        run._out.put(usage)
         node: Run | None = run
         while node is not None:
             totals = node._usage
@@ -609,8 +618,9 @@ def emit(event: Event | str) -> None:
     else:
         checked = _checked(event)
         if type(checked) is Usage:
-            _tally(run, checked)
-        run._out.put(checked)
+            _put_usage(run, checked)
+        else:
+            run._out.put(checked)
 
 
 async def aemit(event: Event | str) -> None:

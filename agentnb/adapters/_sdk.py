@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+from functools import cache
 from types import ModuleType
 
 __all__ = ["require", "require_version"]
@@ -34,12 +35,19 @@ def _parse(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+@cache
+def _installed(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None  # installed some other way (a source tree): nothing to compare
+
+
 def require_version(distribution: str, minimum: str, extra: str, what: str) -> None:
     """Raise ImportError if *distribution* is older than *minimum* (what for, and the fix)."""
-    try:
-        installed = importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return  # installed some other way (a source tree): nothing to compare
+    installed = _installed(distribution)
+    if installed is None:
+        return
     if _parse(installed) < _parse(minimum):
         raise ImportError(
             f"{what} needs {distribution} >= {minimum}, but {installed} is installed: "

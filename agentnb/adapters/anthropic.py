@@ -33,9 +33,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentnb._assemble import Assembler
+from agentnb._assemble import Assembler, interrupted
 from agentnb._events_stream import Raw, Usage
 from agentnb._exceptions import UnknownStream
+from agentnb.adapters._sdk import require_version
 
 if TYPE_CHECKING:
     from agentnb._run import Run
@@ -61,15 +62,18 @@ _TOOL_BLOCKS = frozenset({"tool_use", "server_tool_use"})
 
 async def arelay(run: Run, stream: Any, items: AsyncIterator[Any]) -> Any:
     """Relay an async Anthropic message stream; return the final Message."""
+    require_version("anthropic", "2.0", "anthropic", "agentnb.relay of an Anthropic stream")
     first: Any = await anext(items, _END)
     if first is _END:
         return None
-    events = MessageEvents(Assembler(run))
+    assembler = Assembler(run)
+    events = MessageEvents(assembler)
     feed = events.feed
-    feed(_checked(stream, first))
-    async for event in items:
-        feed(event)
-    events.finish()
+    with interrupted(assembler):
+        feed(_checked(stream, first))
+        async for event in items:
+            feed(event)
+        events.finish()
     final = getattr(stream, "get_final_message", None)
     if final is not None and events.message is not None:
         return await final()
@@ -78,15 +82,18 @@ async def arelay(run: Run, stream: Any, items: AsyncIterator[Any]) -> Any:
 
 def relay(run: Run, stream: Any, items: Iterator[Any]) -> Any:
     """Relay a sync Anthropic message stream; return the final Message."""
+    require_version("anthropic", "2.0", "anthropic", "agentnb.relay of an Anthropic stream")
     first: Any = next(items, _END)
     if first is _END:
         return None
-    events = MessageEvents(Assembler(run))
+    assembler = Assembler(run)
+    events = MessageEvents(assembler)
     feed = events.feed
-    feed(_checked(stream, first))
-    for event in items:
-        feed(event)
-    events.finish()
+    with interrupted(assembler):
+        feed(_checked(stream, first))
+        for event in items:
+            feed(event)
+        events.finish()
     final = getattr(stream, "get_final_message", None)
     if final is not None and events.message is not None:
         return final()
@@ -146,7 +153,7 @@ class MessageEvents:
             self._message_delta(event)
         elif kind == "message_stop":
             self._message_stop()
-        else:
+        elif kind != "ping":  # a keep-alive says nothing
             self._raw(event)
 
     def finish(self) -> None:

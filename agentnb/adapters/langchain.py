@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentnb._assemble import Assembler
+from agentnb._assemble import Assembler, interrupted
 from agentnb._exceptions import UnknownStream
 from agentnb.adapters._lc_chunks import ChunkReader
-from agentnb.adapters._sdk import require
+from agentnb.adapters._sdk import require, require_version
 
 if TYPE_CHECKING:
     from agentnb._run import Run
@@ -24,23 +24,29 @@ __all__ = ["arelay", "relay"]
 
 async def arelay(run: Run, stream: Any, items: AsyncIterator[Any]) -> Any:
     """Relay ``model.astream(...)``; return the chunks' sum (None if there were none)."""
+    require_version("langchain-core", "1.8", "langchain", "agentnb.relay of a LangChain stream")
     chunk_type = _chunk_type()
-    reader = ChunkReader(Assembler(run))
+    assembler = Assembler(run)
+    reader = ChunkReader(assembler)
     chunks: list[Any] = []
-    async for chunk in items:
-        _read(reader, chunks, chunk, chunk_type)
-    reader.end_all()
+    with interrupted(assembler):
+        async for chunk in items:
+            _read(reader, chunks, chunk, chunk_type)
+        reader.end_all()
     return _sum(chunks)
 
 
 def relay(run: Run, stream: Any, items: Iterator[Any]) -> Any:
     """Relay ``model.stream(...)``; return the chunks' sum (None if there were none)."""
+    require_version("langchain-core", "1.8", "langchain", "agentnb.relay of a LangChain stream")
     chunk_type = _chunk_type()
-    reader = ChunkReader(Assembler(run))
+    assembler = Assembler(run)
+    reader = ChunkReader(assembler)
     chunks: list[Any] = []
-    for chunk in items:
-        _read(reader, chunks, chunk, chunk_type)
-    reader.end_all()
+    with interrupted(assembler):
+        for chunk in items:
+            _read(reader, chunks, chunk, chunk_type)
+        reader.end_all()
     return _sum(chunks)
 
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentnb._assemble import Assembler
+from agentnb._assemble import Assembler, interrupted
 from agentnb._events_stream import Usage
 from agentnb.adapters._chat import ChatChunks
-from agentnb.adapters._sdk import require
+from agentnb.adapters._sdk import require, require_version
 
 if TYPE_CHECKING:
     from agentnb._run import Run
@@ -33,25 +33,31 @@ PROVIDER = "litellm"
 
 async def arelay(run: Run, stream: Any, items: AsyncIterator[Any]) -> Any:
     """Relay an async LiteLLM stream; return LiteLLM's own assembled ModelResponse."""
-    reader = LiteLLMChunks(Assembler(run), provider_of(stream))
+    require_version("litellm", "1.100", "litellm", "agentnb.relay of a LiteLLM stream")
+    assembler = Assembler(run)
+    reader = LiteLLMChunks(assembler, provider_of(stream))
     chunks: list[Any] = []
     keep, feed = chunks.append, reader.feed
-    async for chunk in items:
-        keep(chunk)
-        feed(chunk)
-    reader.finish()
+    with interrupted(assembler):
+        async for chunk in items:
+            keep(chunk)
+            feed(chunk)
+        reader.finish()
     return _built(chunks)
 
 
 def relay(run: Run, stream: Any, items: Iterator[Any]) -> Any:
     """Relay a sync LiteLLM stream; return LiteLLM's own assembled ModelResponse."""
-    reader = LiteLLMChunks(Assembler(run), provider_of(stream))
+    require_version("litellm", "1.100", "litellm", "agentnb.relay of a LiteLLM stream")
+    assembler = Assembler(run)
+    reader = LiteLLMChunks(assembler, provider_of(stream))
     chunks: list[Any] = []
     keep, feed = chunks.append, reader.feed
-    for chunk in items:
-        keep(chunk)
-        feed(chunk)
-    reader.finish()
+    with interrupted(assembler):
+        for chunk in items:
+            keep(chunk)
+            feed(chunk)
+        reader.finish()
     return _built(chunks)
 
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentnb._assemble import Assembler
+from agentnb._assemble import Assembler, interrupted
 from agentnb._exceptions import UnknownStream
 from agentnb.adapters._chat import ChatChunks
 from agentnb.adapters._responses import ResponsesEvents
-from agentnb.adapters._sdk import require
+from agentnb.adapters._sdk import require, require_version
 
 if TYPE_CHECKING:
     from agentnb._run import Run
@@ -40,61 +40,65 @@ _CHAT, _CHAT_HELPER, _RESPONSES = "chat", "chat helper", "responses"
 
 async def arelay(run: Run, stream: Any, items: AsyncIterator[Any]) -> Any:
     """Relay an async OpenAI stream; return the assembled message or the final Response."""
+    require_version("openai", "3.0", "openai", "agentnb.relay of an OpenAI stream")
     first: Any = await anext(items, _END)
     if first is _END:
         return None
     assembler = Assembler(run)
     kind = _kind(first)
-    if kind == _RESPONSES:
-        events = ResponsesEvents(assembler, PROVIDER, _request_of(stream))
-        read = events.feed
-        read(first)
-        async for event in items:
-            read(event)
-        events.finish()
-        return events.response
-    chunks = ChatChunks(assembler, PROVIDER)
-    feed = chunks.feed
-    if kind == _CHAT:
-        feed(first)
-        async for chunk in items:
-            feed(chunk)
-    else:
-        feed(first.chunk)
-        async for event in items:
-            if event.type == "chunk":
-                feed(event.chunk)
-    chunks.finish()
+    with interrupted(assembler):
+        if kind == _RESPONSES:
+            events = ResponsesEvents(assembler, PROVIDER, _request_of(stream))
+            read = events.feed
+            read(first)
+            async for event in items:
+                read(event)
+            events.finish()
+            return events.response
+        chunks = ChatChunks(assembler, PROVIDER)
+        feed = chunks.feed
+        if kind == _CHAT:
+            feed(first)
+            async for chunk in items:
+                feed(chunk)
+        else:
+            feed(first.chunk)
+            async for event in items:
+                if event.type == "chunk":
+                    feed(event.chunk)
+        chunks.finish()
     return message_of(chunks)
 
 
 def relay(run: Run, stream: Any, items: Iterator[Any]) -> Any:
     """Relay a sync OpenAI stream; return the assembled message or the final Response."""
+    require_version("openai", "3.0", "openai", "agentnb.relay of an OpenAI stream")
     first: Any = next(items, _END)
     if first is _END:
         return None
     assembler = Assembler(run)
     kind = _kind(first)
-    if kind == _RESPONSES:
-        events = ResponsesEvents(assembler, PROVIDER, _request_of(stream))
-        read = events.feed
-        read(first)
-        for event in items:
-            read(event)
-        events.finish()
-        return events.response
-    chunks = ChatChunks(assembler, PROVIDER)
-    feed = chunks.feed
-    if kind == _CHAT:
-        feed(first)
-        for chunk in items:
-            feed(chunk)
-    else:
-        feed(first.chunk)
-        for event in items:
-            if event.type == "chunk":
-                feed(event.chunk)
-    chunks.finish()
+    with interrupted(assembler):
+        if kind == _RESPONSES:
+            events = ResponsesEvents(assembler, PROVIDER, _request_of(stream))
+            read = events.feed
+            read(first)
+            for event in items:
+                read(event)
+            events.finish()
+            return events.response
+        chunks = ChatChunks(assembler, PROVIDER)
+        feed = chunks.feed
+        if kind == _CHAT:
+            feed(first)
+            for chunk in items:
+                feed(chunk)
+        else:
+            feed(first.chunk)
+            for event in items:
+                if event.type == "chunk":
+                    feed(event.chunk)
+        chunks.finish()
     return message_of(chunks)
 
 
