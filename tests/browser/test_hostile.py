@@ -214,7 +214,7 @@ def watched(lab: Jupyter, browser: Browser) -> Iterator[Watched]:
         # show, so that is what is waited for: not JupyterLab's promise for the whole batch,
         # which now and then never settles for a cell whose run ended at once (JupyterLab
         # leaves it at [*] although the kernel answered it and ran the cells after it; seen
-        # with and without this project's changes, rarely, and more under load).
+        # on earlier versions of this project too, rarely, and more often under load).
         for index in range(1, len(RUN_ALL)):
             transcript = cell(page, index).locator(
                 ".jp-RenderedMarkdown, .jp-RenderedText[data-mime-type='text/plain']"
