@@ -7,9 +7,12 @@ events live, in order, each exactly once.
 
 from __future__ import annotations
 
+from ._ask import ask
 from ._console import ConsoleSink
 from ._events import (
     JSON,
+    Answer,
+    Ask,
     Cancelled,
     Custom,
     Done,
@@ -35,10 +38,12 @@ from ._events import (
 )
 from ._exceptions import (
     AgentnbError,
+    InvalidAnswer,
     InvalidEvent,
     InvalidSink,
     LoopAlreadyRunning,
     NoActiveRun,
+    NoAnswer,
     RunCancelled,
     RunClosed,
     SinkStuck,
@@ -59,12 +64,15 @@ __all__ = [
     "JSON",
     "AgentInfo",
     "AgentnbError",
+    "Answer",
+    "Ask",
     "Cancelled",
     "ConsoleSink",
     "Custom",
     "Done",
     "Error",
     "Event",
+    "InvalidAnswer",
     "InvalidEvent",
     "InvalidSink",
     "JsonlRecorder",
@@ -72,6 +80,7 @@ __all__ = [
     "MessageEnd",
     "MessageStart",
     "NoActiveRun",
+    "NoAnswer",
     "Raw",
     "Reasoning",
     "Run",
@@ -99,6 +108,7 @@ __all__ = [
     "__version__",
     "aemit",
     "agent",
+    "ask",
     "current_run",
     "emit",
     "event_schema",

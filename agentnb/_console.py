@@ -13,6 +13,8 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from ._events import (
+    Answer,
+    Ask,
     Cancelled,
     Custom,
     Done,
@@ -27,7 +29,16 @@ from ._events import (
     ToolCall,
     ToolResult,
 )
-from ._format import brief, call_line, result_line, state_line, usage_line, visible_controls
+from ._format import (
+    answer_line,
+    ask_line,
+    brief,
+    call_line,
+    result_line,
+    state_line,
+    usage_line,
+    visible_controls,
+)
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -144,6 +155,10 @@ class ConsoleSink:
             self._line(event, state_line(event))
         elif isinstance(event, Custom):
             self._line(event, f"• {event.name}: {brief(event.data)}")
+        elif isinstance(event, Ask):
+            self._line(event, ask_line(event))
+        elif isinstance(event, Answer):
+            self._line(event, answer_line(event))
         elif isinstance(event, Error):
             self._line(event, event.traceback.rstrip() or f"{event.type}: {event.message}", _RED)
         elif isinstance(event, Cancelled):

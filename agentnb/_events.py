@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JSON",
+    "Answer",
+    "Ask",
     "Cancelled",
     "Custom",
     "Done",
@@ -616,6 +618,8 @@ def _usage_totals(value: Mapping[str, JSON] | None, where: str) -> dict[str, JSO
 
 
 from ._events_stream import (  # noqa: E402  (the streamed kinds build on the classes above)
+    Answer,
+    Ask,
     MessageEnd,
     MessageStart,
     Raw,
@@ -652,5 +656,7 @@ Event._kinds.update(
         MessageStart,
         MessageEnd,
         Raw,
+        Ask,
+        Answer,
     )
 )

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ._events import Stamps, _Field
 
 __all__ = [
+    "Answer",
+    "Ask",
     "MessageEnd",
     "MessageStart",
     "Raw",
@@ -362,4 +364,77 @@ class Raw(Event):
     def __init__(self, source: str, event: JSON, **stamps: Unpack[Stamps]) -> None:
         self._source = _str(source, "Raw.source")
         self._event = to_json_value(event, "Raw.event")
+        self._set_stamps(**stamps)
+
+
+ANSWERED_BY = frozenset({"cell", "page", "socket", "http", "code", "default", "timeout"})
+"""Who answered an Ask: a front end (cell, page, socket, http), code (``Run.answer``), or
+nobody (the default taken where no one can answer, or once the wait timed out)."""
+
+
+class Ask(Event):
+    """The agent asks the person a question and waits for the answer.
+
+    ``choices`` lists the answers allowed (None: free text); ``default`` is taken where
+    no one can answer (a headless run) or when the wait times out; ``call_id`` names the
+    tool call the question gates, if any (an approval).
+    """
+
+    __slots__ = ("_ask_id", "_call_id", "_choices", "_default", "_prompt")
+    __match_args__ = ("prompt", "ask_id", "choices", "default", "call_id")
+    kind = "ask"
+    _fields = ("ask_id", "prompt", "choices", "default", "call_id")
+    _optional = frozenset({"choices", "default", "call_id"})
+    ask_id: _Field[str] = _field("ask_id", "Ties the question to its Answer.")
+    prompt: _Field[str] = _field("prompt")
+    choices: _Field[list[str] | None] = _field("choices", "The answers allowed; None: free text.")
+    default: _Field[str | None] = _field("default", "Taken where no one answers.")
+    call_id: _Field[str] = _field("call_id", "The tool call the question gates ('' if none).")
+
+    def __init__(
+        self,
+        prompt: str,
+        ask_id: str,
+        choices: Sequence[str] | None = None,
+        default: str | None = None,
+        call_id: str = "",
+        **stamps: Unpack[Stamps],
+    ) -> None:
+        self._prompt = _str(prompt, "Ask.prompt")
+        self._ask_id = _str(ask_id, "Ask.ask_id")
+        if choices is not None:
+            if isinstance(choices, str) or not isinstance(choices, Sequence) or not choices:
+                raise InvalidEvent(
+                    "Ask.choices must be a non-empty list of str (the answers allowed), or "
+                    f"None for free text, got {_short_repr(choices)}."
+                )
+            choices = [_str(c, f"Ask.choices[{i}]") for i, c in enumerate(choices)]
+        self._choices: list[str] | None = choices
+        self._default = _opt_str(default, "Ask.default")
+        if choices is not None and default is not None and default not in choices:
+            raise InvalidEvent(f"Ask.default {default!r} is not one of the choices {choices!r}.")
+        self._call_id = _str(call_id, "Ask.call_id")
+        self._set_stamps(**stamps)
+
+
+class Answer(Event):
+    """The answer to an Ask: its id, the value, and who answered (see ``ANSWERED_BY``)."""
+
+    __slots__ = ("_ask_id", "_by", "_value")
+    __match_args__ = ("ask_id", "value", "by")
+    kind = "answer"
+    _fields = ("ask_id", "value", "by")
+    ask_id: _Field[str] = _field("ask_id")
+    value: _Field[str] = _field("value")
+    by: _Field[str] = _field("by", "cell, page, socket, http, code, default or timeout.")
+
+    def __init__(self, ask_id: str, value: str, by: str, **stamps: Unpack[Stamps]) -> None:
+        self._ask_id = _str(ask_id, "Answer.ask_id")
+        self._value = _str(value, "Answer.value")
+        by = _str(by, "Answer.by")
+        if by not in ANSWERED_BY:
+            raise InvalidEvent(
+                f"Answer.by must be one of {', '.join(sorted(ANSWERED_BY))}, got {by!r}."
+            )
+        self._by = by
         self._set_stamps(**stamps)

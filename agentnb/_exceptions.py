@@ -21,10 +21,12 @@ from __future__ import annotations
 
 __all__ = [
     "AgentnbError",
+    "InvalidAnswer",
     "InvalidEvent",
     "InvalidSink",
     "LoopAlreadyRunning",
     "NoActiveRun",
+    "NoAnswer",
     "RunCancelled",
     "RunClosed",
     "SinkStuck",
@@ -39,6 +41,16 @@ class AgentnbError(Exception):
 
 class UnknownStream(AgentnbError, TypeError):
     """``agentnb.relay()`` was given something that is not a stream it knows."""
+
+
+class NoAnswer(AgentnbError, RuntimeError):
+    """``agentnb.ask`` got no answer: no one can answer here (a headless run) and the
+    question has no default, or the wait timed out without one."""
+
+
+class InvalidAnswer(AgentnbError, ValueError):
+    """An answer was refused: an unknown or already answered question, a finished run, or a
+    value outside the choices. The question, if still open, keeps waiting."""
 
 
 class NoActiveRun(AgentnbError, LookupError):

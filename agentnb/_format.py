@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from ._events import JSON, ToolCall, ToolResult
+from ._events import JSON, Answer, Ask, ToolCall, ToolResult
 from ._events_stream import StateDelta, StateSnapshot
 
 __all__: list[str] = []  # shared by the fronts, not public API
@@ -113,3 +113,15 @@ def state_line(event: StateSnapshot | StateDelta, limit: int = 120) -> str:
             text += f" = {brief(op['value'], 40)}"
         ops.append(text)
     return brief("state: " + "; ".join(ops), limit)
+
+
+def ask_line(question: Ask) -> str:
+    """``? prompt [yes/no] (default: no)``: a question the agent asks."""
+    choices = f" [{'/'.join(brief(c, 30) for c in question.choices)}]" if question.choices else ""
+    default = f" (default: {brief(question.default, 30)})" if question.default is not None else ""
+    return f"? {brief(question.prompt)}{choices}{default}"
+
+
+def answer_line(answer: Answer) -> str:
+    """``= value (by cell)``: the answer it got, and who gave it."""
+    return f"= {brief(answer.value)} (by {answer.by})"

@@ -66,6 +66,8 @@ class Run:
     __slots__ = (
         "__weakref__",
         "_agent",
+        "_answers",
+        "_asks",
         "_children",
         "_feeders",
         "_inline_closes",
@@ -109,6 +111,8 @@ class Run:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._usage: _Totals | None = None  # the sum of its Usage events, if any
+        self._answers = False  # a sink of this run takes answers to its questions (ask)
+        self._asks: dict[str, Any] | None = None  # its open questions, by id (see _ask)
 
     def __repr__(self) -> str:
         return f"<agentnb.Run {'/'.join(self.path)} id={self.id} {self.status}>"
@@ -187,6 +191,17 @@ class Run:
         run._begin(deliveries(sink), args, kwargs)
         return run
 
+    def answer(self, ask_id: str, value: str, *, by: str = "code") -> None:
+        """Answer this run's open question *ask_id* (see ``agentnb.ask``); thread-safe.
+
+        *by* says who answered (a front end passes ``cell``, ``page``, ``socket`` or
+        ``http``). Raises ``InvalidAnswer``, changing nothing, for an unknown or answered
+        question, a run that has ended, or a value outside the question's choices.
+        """
+        from ._ask import answer
+
+        answer(self, ask_id, value, by)
+
     def cancel(self, reason: str = "") -> bool:
         """Ask the run to stop; thread-safe. False if it had already ended."""
         task = self._task
@@ -230,6 +245,7 @@ class Run:
         """
         self._loop = loop = asyncio.get_running_loop()
         self._loop_thread = _get_ident()
+        self._answers = any(getattr(d.sink, "answers", False) is True for d in sinks)
         for delivery in sinks:  # first: a sink that fails to open starts nothing
             if delivery.open is not None:
                 delivery.open(self)

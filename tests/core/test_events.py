@@ -46,6 +46,8 @@ BUILT_IN_KINDS = (
     "message_start",
     "message_end",
     "raw",
+    "ask",
+    "answer",
 )
 STAMPS = {"run_id": "5f0c2a9e1b7d4c3a", "seq": 7, "path": ("outer", "inner"), "ts": 1764000000.25}
 

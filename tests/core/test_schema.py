@@ -11,6 +11,8 @@ import pytest
 
 import agentnb
 from agentnb import (
+    Answer,
+    Ask,
     Cancelled,
     Custom,
     Done,
@@ -72,6 +74,9 @@ SAMPLES: list[Event] = [
     MessageEnd("m1", **STAMPS),
     MessageEnd("m1", finish_reason="tool_calls", **STAMPS),
     Raw("openai.responses", {"type": "response.web_search_call.searching"}, **STAMPS),
+    Ask("Name?", "q1", **STAMPS),
+    Ask("Delete 3 files?", "q2", ["yes", "no"], "no", call_id="c9", **STAMPS),
+    Answer("q2", "yes", "cell", **STAMPS),
     Custom("progress", {"done": 1}, **STAMPS),
 ]
 
