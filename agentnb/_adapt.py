@@ -10,7 +10,9 @@ to the framework as its own input.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +26,12 @@ _FRAMEWORKS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+_PLAIN = (str, types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
+
+
 def _adapter_module(obj: object) -> str | None:
+    if isinstance(obj, _PLAIN):  # what almost every run is given: not looked at further
+        return None
     packages = {cls.__module__.partition(".")[0] for cls in type(obj).__mro__}
     for package, attribute, module in _FRAMEWORKS:
         if package in packages and hasattr(obj, attribute):

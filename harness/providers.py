@@ -63,7 +63,15 @@ class Provider:
         self.requests: list[dict[str, Any]] = []
         self.disconnects: list[float] = []  # time.monotonic() when a stream's client left
         self.completed: int = 0  # streams written to the end
+        self._left = threading.Event()
         self.app = self._make_app()
+
+    def wait_left(self, timeout: float) -> bool:
+        """Wait until a client has gone away mid-stream (at most *timeout* s); whether one did.
+
+        It blocks: from async code, ``await asyncio.to_thread(provider.wait_left, 1.0)``.
+        """
+        return self._left.wait(timeout)
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
@@ -119,4 +127,5 @@ class Provider:
             self.completed += 1
         except BaseException:  # the client went away: uvicorn cancels the stream
             self.disconnects.append(time.monotonic())
+            self._left.set()
             raise

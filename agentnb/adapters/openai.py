@@ -19,7 +19,7 @@ here as ``openai.APIError`` with the provider's message, code and param.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from agentnb._assemble import Assembler, interrupted
@@ -44,30 +44,12 @@ async def arelay(run: Run, stream: Any, items: AsyncIterator[Any]) -> Any:
     first: Any = await anext(items, _END)
     if first is _END:
         return None
-    assembler = Assembler(run)
-    kind = _kind(first)
-    with interrupted(assembler):
-        if kind == _RESPONSES:
-            events = ResponsesEvents(assembler, PROVIDER, _request_of(stream))
-            read = events.feed
-            read(first)
-            async for event in items:
-                read(event)
-            events.finish()
-            return events.response
-        chunks = ChatChunks(assembler, PROVIDER)
-        feed = chunks.feed
-        if kind == _CHAT:
-            feed(first)
-            async for chunk in items:
-                feed(chunk)
-        else:
-            feed(first.chunk)
-            async for event in items:
-                if event.type == "chunk":
-                    feed(event.chunk)
-        chunks.finish()
-    return message_of(chunks)
+    reader = _Reader(run, stream, first)
+    with interrupted(reader.assembler):
+        reader.feed(first)
+        async for item in items:
+            reader.feed(item)
+    return reader.finish()
 
 
 def relay(run: Run, stream: Any, items: Iterator[Any]) -> Any:
@@ -76,30 +58,45 @@ def relay(run: Run, stream: Any, items: Iterator[Any]) -> Any:
     first: Any = next(items, _END)
     if first is _END:
         return None
-    assembler = Assembler(run)
-    kind = _kind(first)
-    with interrupted(assembler):
-        if kind == _RESPONSES:
-            events = ResponsesEvents(assembler, PROVIDER, _request_of(stream))
-            read = events.feed
-            read(first)
-            for event in items:
-                read(event)
-            events.finish()
-            return events.response
-        chunks = ChatChunks(assembler, PROVIDER)
-        feed = chunks.feed
-        if kind == _CHAT:
-            feed(first)
-            for chunk in items:
-                feed(chunk)
+    reader = _Reader(run, stream, first)
+    with interrupted(reader.assembler):
+        reader.feed(first)
+        for item in items:
+            reader.feed(item)
+    return reader.finish()
+
+
+class _Reader:
+    """One OpenAI stream's items, read in the vocabulary its first item speaks."""
+
+    def __init__(self, run: Run, stream: Any, first: Any) -> None:
+        self.assembler = Assembler(run)
+        self.kind = _kind(first)
+        self.events: ResponsesEvents | None = None
+        self.chunks: ChatChunks | None = None
+        self.feed: Callable[[Any], None]
+        if self.kind == _RESPONSES:
+            self.events = ResponsesEvents(self.assembler, PROVIDER, _request_of(stream))
+            self.feed = self.events.feed
         else:
-            feed(first.chunk)
-            for event in items:
-                if event.type == "chunk":
-                    feed(event.chunk)
-        chunks.finish()
-    return message_of(chunks)
+            self.chunks = ChatChunks(self.assembler, PROVIDER)
+            self.feed = self.chunks.feed if self.kind == _CHAT else self._helper_event
+
+    def _helper_event(self, event: Any) -> None:
+        """The chat helper's events: its ``chunk`` events are read, the rest repeat them."""
+        if event.type == "chunk":
+            assert self.chunks is not None
+            self.chunks.feed(event.chunk)
+
+    def finish(self) -> Any:
+        """End what is open; the message (chat) or the final Response (Responses)."""
+        with interrupted(self.assembler):
+            if self.events is not None:
+                self.events.finish()
+                return self.events.response
+            assert self.chunks is not None
+            self.chunks.finish()
+        return message_of(self.chunks)
 
 
 def _kind(item: Any) -> str:

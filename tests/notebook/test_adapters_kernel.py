@@ -92,9 +92,7 @@ def test_stop_in_the_cell_closes_the_relayed_openai_stream_at_the_provider(k: Ke
         stopped = time.monotonic()
         k.comm_send(comm, {"t": "stop"})
         cell = k.wait(cell_id)
-        deadline = time.monotonic() + 5
-        while not provider.disconnects and time.monotonic() < deadline:
-            time.sleep(0.01)
+        provider.wait_left(5)
     assert cell.ok, cell.summary()
     assert status_updates(k, comm) == ["cancelled"]
     assert cell.final["text/plain"].startswith("The tide turns")
