@@ -110,7 +110,7 @@ class Run:
         self._stop_reason = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._usage: _Totals | None = None  # the sum of its Usage events, if any
+        self._usage: UsageTotals | None = None  # the sum of its Usage events, if any
         self._answers = False  # a sink of this run takes answers to its questions (ask)
         self._asks: dict[str, Any] | None = None  # its open questions, by id (see _ask)
 
@@ -462,7 +462,7 @@ class Run:
 _usage_lock = threading.Lock()
 
 
-class _Totals:
+class UsageTotals:
     """A run's usage so far: the sum of its Usage events and its sub-runs'."""
 
     __slots__ = ("cached", "calls", "cost", "input", "output", "reasoning")
@@ -472,6 +472,18 @@ class _Totals:
         self.reasoning: int | None = None
         self.cached: int | None = None
         self.cost: float | None = None
+
+    def add(self, usage: Usage) -> None:
+        """Count one model call's usage."""
+        self.calls += 1
+        self.input += usage._input_tokens
+        self.output += usage._output_tokens
+        if usage._reasoning_tokens is not None:
+            self.reasoning = (self.reasoning or 0) + usage._reasoning_tokens
+        if usage._cached_tokens is not None:
+            self.cached = (self.cached or 0) + usage._cached_tokens
+        if usage._cost is not None:
+            self.cost = (self.cost or 0.0) + usage._cost
 
     def as_dict(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {
@@ -493,24 +505,13 @@ def _put_usage(run: Run, usage: Usage) -> None:
 
     Counted only once the event is in (a closed run refuses it, and counts nothing).
     """
-    tokens_in, tokens_out = usage._input_tokens, usage._output_tokens
-    reasoning, cached, cost = usage._reasoning_tokens, usage._cached_tokens, usage._cost
     with _usage_lock:
         run._out.put(usage)
         node: Run | None = run
         while node is not None:
-            totals = node._usage
-            if totals is None:
-                totals = node._usage = _Totals()
-            totals.calls += 1
-            totals.input += tokens_in
-            totals.output += tokens_out
-            if reasoning is not None:
-                totals.reasoning = (totals.reasoning or 0) + reasoning
-            if cached is not None:
-                totals.cached = (totals.cached or 0) + cached
-            if cost is not None:
-                totals.cost = (totals.cost or 0.0) + cost
+            if node._usage is None:
+                node._usage = UsageTotals()
+            node._usage.add(usage)
             node = node.parent
 
 

@@ -31,7 +31,6 @@ from typing import Any
 
 from .._console import ConsoleSink
 from .._events import (
-    JSON,
     Cancelled,
     Custom,
     Done,
@@ -51,7 +50,7 @@ from .._events import (
     Usage,
 )
 from .._format import brief, call_line, result_line, state_line, usage_line
-from .._run import Run, start
+from .._run import Run, UsageTotals, start
 from .._run import run as _run
 from ._transcript import Transcript
 
@@ -159,7 +158,7 @@ class NotebookSink:
         self._path: tuple[str, ...] = ()  # the run's path (from open(), else the first event)
         self._final = ""  # the kind of the run's terminal event, once seen
         self._calls: dict[tuple[str, str], str] = {}  # (label, call id) -> name, while streaming
-        self._usage: dict[str, JSON] = {}  # the sum of the Usage events seen so far
+        self._usage = UsageTotals()  # the sum of the Usage events seen so far
         self.messages = 0  # batches sent: for tests and benchmarks
 
     # -- sink protocol ----------------------------------------------------------
@@ -296,8 +295,8 @@ class NotebookSink:
                 return True
             item = ["state", label, line]
         elif isinstance(event, Usage):
-            _add_usage(self._usage, event)
-            return self._usage_item(usage_line(self._usage))
+            self._usage.add(event)
+            return self._usage_item(usage_line(self._usage.as_dict()))
         elif isinstance(event, Error):
             item = ["error", label, f"{event.type}: {event.message}", event.traceback]
         elif isinstance(event, Cancelled):
@@ -365,22 +364,6 @@ def _display(obj: object, **kwargs: Any) -> None:
     from IPython.display import display
 
     display(obj, **kwargs)  # type: ignore[no-untyped-call]
-
-
-def _add_usage(totals: dict[str, JSON], usage: Usage) -> None:
-    """Add one model call's usage to *totals* (as the run adds up its terminal event's)."""
-    for key, value in (
-        ("calls", 1),
-        ("input_tokens", usage.input_tokens),
-        ("output_tokens", usage.output_tokens),
-        ("reasoning_tokens", usage.reasoning_tokens),
-        ("cached_tokens", usage.cached_tokens),
-        ("cost", usage.cost),
-    ):
-        if value is not None:
-            before = totals.get(key, 0)
-            assert isinstance(before, int | float)
-            totals[key] = before + value
 
 
 def _event_line(event: Event) -> str:
