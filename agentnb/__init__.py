@@ -7,7 +7,7 @@ events live, in order, each exactly once.
 
 from __future__ import annotations
 
-from ._ask import ask
+from ._ask import approve, ask
 from ._console import ConsoleSink
 from ._events import (
     JSON,
@@ -108,6 +108,7 @@ __all__ = [
     "__version__",
     "aemit",
     "agent",
+    "approve",
     "ask",
     "current_run",
     "emit",

@@ -9,41 +9,73 @@ headless notebook run, a script), the question's default is the answer (``by
 of hanging. A timeout ends the wait the same way (``by "timeout"``). Exactly one answer
 is taken: an answer to an unknown, answered or finished question, or a value outside
 the choices, raises ``InvalidAnswer`` and changes nothing.
+
+The questions of a family of runs are kept by its root run, so a front end that holds
+the root (the cell's view, the server) answers a question any sub-run asked; a run
+answers its own questions and its sub-runs'. A question another process asked (a remote
+run mirrored here) is registered with :func:`expect`: its answer is handed on instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._events import Answer, Ask
+from ._events_stream import ANSWERED_BY
 from ._exceptions import InvalidAnswer, NoAnswer
 from ._run import current_run
 
 if TYPE_CHECKING:
     from ._run import Run
 
-__all__ = ["ask"]
+__all__ = ["approve", "ask"]
 
 _lock = threading.Lock()
 
+APPROVE, DENY = "approve", "deny"
+
 
 class Pending:
-    """An open question of a run: what it allows, and the future its agent awaits."""
+    """A question of a run: what it allows, and how its answer gets to whoever waits.
 
-    __slots__ = ("choices", "future", "loop", "prompt", "taken")
+    ``state`` is ``open``, then ``taken`` once an answer was accepted; a question
+    stays known (answered) after that, so a late answer is told so.
+    """
+
+    __slots__ = ("ask", "forward", "future", "loop", "run", "state")
 
     def __init__(
-        self, prompt: str, choices: list[str] | None, future: asyncio.Future[tuple[str, str]]
+        self,
+        run: Run,
+        ask: Ask,
+        future: asyncio.Future[tuple[str, str]] | None,
+        forward: Callable[[str, str], None] | None = None,
     ) -> None:
-        self.prompt = prompt
-        self.choices = choices
+        self.run = run
+        self.ask = ask
         self.future = future
-        self.loop = future.get_loop()
-        self.taken = False
+        self.loop = future.get_loop() if future is not None else None
+        self.forward = forward
+        self.state = "open"
+
+
+def _root(run: Run) -> Run:
+    while run.parent is not None:
+        run = run.parent
+    return run
+
+
+def _register(run: Run, pending: Pending) -> None:
+    root = _root(run)
+    with _lock:
+        if root._asks is None:
+            root._asks = {}
+        root._asks[pending.ask.ask_id] = pending
 
 
 async def ask(
@@ -61,36 +93,65 @@ async def ask(
     the tool call the question gates, if any. Cancelling the run while it waits cancels
     the wait.
     """
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+    ):
+        raise ValueError(f"ask(timeout=...) is a number of seconds >= 0 or None, got {timeout!r}")
     run = current_run()
     question = Ask(prompt, os.urandom(6).hex(), choices, default, call_id)
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
-        raise ValueError(f"ask(timeout=...) is a number of seconds >= 0 or None, got {timeout!r}")
-    run.emit(question)
     if not answerable(run):
+        run.emit(question)
         return _unanswered(run, question, "default", "no one can answer here (a headless run)")
     future: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
-    pending = Pending(question.prompt, question.choices, future)
-    with _lock:
-        if run._asks is None:
-            run._asks = {}
-        run._asks[question.ask_id] = pending
+    pending = Pending(run, question, future)
+    _register(run, pending)  # before the event: a front end may answer as soon as it sees it
+    run.emit(question)
     try:
-        try:
-            value, by = await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            with _lock:
-                if not pending.taken:  # an answer arriving now is refused, not lost
-                    pending.taken = True
-                    return _unanswered(
-                        run, question, "timeout", f"no answer came within {timeout} s"
-                    )
-            value, by = await future
-    finally:
+        value, by = await asyncio.wait_for(asyncio.shield(future), timeout)
+    except TimeoutError:
         with _lock:
-            if run._asks is not None:
-                run._asks.pop(question.ask_id, None)
+            if pending.state == "open":  # an answer arriving now is refused, not lost
+                pending.state = "taken"
+                return _unanswered(run, question, "timeout", f"no answer came within {timeout} s")
+        value, by = await future
+    except BaseException:
+        with _lock:
+            pending.state = "taken"  # cancelled: the question is closed
+        raise
     run.emit(Answer(question.ask_id, value, by))
     return value
+
+
+async def approve(
+    tool: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    call_id: str = "",
+    default: bool | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109
+) -> bool:
+    """Ask the person whether the tool call *tool(arguments)* may run; True if approved.
+
+    The question shows the call's name and arguments, offers ``approve`` and ``deny``,
+    and names the call it gates (*call_id*). *default* (True: approve, False: deny) is
+    the answer where no one can answer, or after *timeout* seconds.
+    """
+    shown = ", ".join(f"{k}={_argument(v)}" for k, v in (arguments or {}).items())
+    answer_ = await ask(
+        f"Run {tool}({shown})?",
+        choices=[APPROVE, DENY],
+        default=None if default is None else (APPROVE if default else DENY),
+        timeout=timeout,
+        call_id=call_id,
+    )
+    return answer_ == APPROVE
+
+
+def _argument(value: object) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except ValueError:
+        return repr(value)
 
 
 def _unanswered(run: Run, question: Ask, by: str, why: str) -> str:
@@ -113,26 +174,80 @@ def answerable(run: Run) -> bool:
     return False
 
 
-def answer(run: Run, ask_id: str, value: str, by: str = "code") -> None:
-    """Answer *run*'s question *ask_id*; raises ``InvalidAnswer`` (changing nothing) if the
-    question is unknown or answered, the run has ended, or *value* is not a choice."""
-    if not isinstance(value, str):
-        raise InvalidAnswer(f"an answer is a str, got {type(value).__name__}: {value!r}")
+def expect(run: Run, question: Ask, forward: Callable[[str, str], None]) -> None:
+    """Make *question*, asked elsewhere and shown in *run*, answerable here: an answer
+    accepted for it calls ``forward(value, by)`` (on the answering thread)."""
+    _register(run, Pending(run, question, None, forward))
+
+
+def settled(run: Run, ask_id: str) -> None:
+    """Close an expected question: it was answered where it was asked."""
+    root = _root(run)
     with _lock:
-        pending = run._asks.get(ask_id) if run._asks is not None else None
-        if pending is None or pending.taken:
-            state = "has ended" if run.done else "is running"
+        pending = root._asks.get(ask_id) if root._asks is not None else None
+        if pending is not None:
+            pending.state = "taken"
+
+
+def open_questions(run: Run) -> list[Ask]:
+    """The questions of *run* and its sub-runs still waiting for an answer."""
+    root = _root(run)
+    with _lock:
+        pendings = list(root._asks.values()) if root._asks is not None else []
+    return [p.ask for p in pendings if p.state == "open" and _within(p.run, run)]
+
+
+def _within(run: Run, ancestor: Run) -> bool:
+    node: Run | None = run
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent
+    return False
+
+
+def answer(run: Run, ask_id: str, value: str, by: str = "code") -> None:
+    """Answer the question *ask_id* of *run* or a sub-run; raises ``InvalidAnswer``
+    (changing nothing) if the question is unknown or answered, its run has ended, or
+    *value* is not a choice. ``InvalidAnswer.reason`` says which."""
+    if not isinstance(ask_id, str):
+        raise InvalidAnswer(f"ask_id is a str, got {type(ask_id).__name__}", "invalid")
+    if not isinstance(value, str):
+        raise InvalidAnswer(
+            f"an answer is a str, got {type(value).__name__}: {value!r:.80}", "invalid"
+        )
+    if by not in ANSWERED_BY:
+        raise InvalidAnswer(
+            f"by= is one of {', '.join(sorted(ANSWERED_BY))}, got {by!r:.40}", "invalid"
+        )
+    root = _root(run)
+    with _lock:
+        pending = root._asks.get(ask_id) if root._asks is not None else None
+        if pending is None or not _within(pending.run, run):
             raise InvalidAnswer(
-                f"run {run.name!r} ({state}) has no open question {ask_id!r}: it is unknown "
-                "or already answered"
+                f"run {run.name!r} has no question {ask_id!r:.80}: check the ask event's "
+                "ask_id (and that it was asked in this run)",
+                "unknown",
             )
-        if pending.choices is not None and value not in pending.choices:
+        if pending.state != "open" or pending.run.done:
+            why = "has ended" if pending.run.done else "is already answered"
             raise InvalidAnswer(
-                f"{value!r} is not one of the choices {pending.choices!r} for "
-                f"{pending.prompt!r}; the question is still open"
+                f"the question {ask_id!r} ({pending.ask.prompt!r:.80}) {why}; "
+                "exactly one answer is taken",
+                "ended" if pending.run.done else "answered",
             )
-        pending.taken = True
-    pending.loop.call_soon_threadsafe(_settle, pending.future, value, by)
+        choices = pending.ask.choices
+        if choices is not None and value not in choices:
+            raise InvalidAnswer(
+                f"{value!r:.80} is not one of the choices {choices!r} for "
+                f"{pending.ask.prompt!r:.80}; the question is still open",
+                "invalid",
+            )
+        pending.state = "taken"
+    if pending.forward is not None:
+        pending.forward(value, by)
+    elif pending.loop is not None and pending.future is not None:
+        pending.loop.call_soon_threadsafe(_settle, pending.future, value, by)
 
 
 def _settle(future: asyncio.Future[tuple[str, str]], value: str, by: str) -> None:

@@ -50,7 +50,15 @@ class NoAnswer(AgentnbError, RuntimeError):
 
 class InvalidAnswer(AgentnbError, ValueError):
     """An answer was refused: an unknown or already answered question, a finished run, or a
-    value outside the choices. The question, if still open, keeps waiting."""
+    value outside the choices. The question, if still open, keeps waiting.
+
+    ``reason`` says which: ``unknown`` (no such question), ``answered``, ``ended`` (its
+    run has ended) or ``invalid`` (not a str, not one of the choices).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NoActiveRun(AgentnbError, LookupError):

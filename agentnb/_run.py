@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from . import _invoke as _invoke_module
-from ._events import JSON, Cancelled, Custom, Done, Error, Event, Usage, to_json_value
+from ._events import JSON, Ask, Cancelled, Custom, Done, Error, Event, Usage, to_json_value
 from ._exceptions import InvalidEvent, NoActiveRun, RunCancelled, RunClosed, SinkStuck
 from ._fanout import Fanout, InlineSink
 from ._feed import feed, report_sink_error
@@ -112,7 +112,7 @@ class Run:
         self._loop_thread = 0
         self._usage: UsageTotals | None = None  # the sum of its Usage events, if any
         self._answers = False  # a sink of this run takes answers to its questions (ask)
-        self._asks: dict[str, Any] | None = None  # its open questions, by id (see _ask)
+        self._asks: dict[str, Any] | None = None  # a root's family's questions (see _ask)
 
     def __repr__(self) -> str:
         return f"<agentnb.Run {'/'.join(self.path)} id={self.id} {self.status}>"
@@ -192,7 +192,8 @@ class Run:
         return run
 
     def answer(self, ask_id: str, value: str, *, by: str = "code") -> None:
-        """Answer this run's open question *ask_id* (see ``agentnb.ask``); thread-safe.
+        """Answer the open question *ask_id* of this run or a sub-run (see ``agentnb.ask``);
+        thread-safe.
 
         *by* says who answered (a front end passes ``cell``, ``page``, ``socket`` or
         ``http``). Raises ``InvalidAnswer``, changing nothing, for an unknown or answered
@@ -201,6 +202,13 @@ class Run:
         from ._ask import answer
 
         answer(self, ask_id, value, by)
+
+    @property
+    def questions(self) -> list[Ask]:
+        """The questions of this run and its sub-runs still waiting for an answer."""
+        from ._ask import open_questions
+
+        return open_questions(self)
 
     def cancel(self, reason: str = "") -> bool:
         """Ask the run to stop; thread-safe. False if it had already ended."""

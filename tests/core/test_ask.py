@@ -65,17 +65,22 @@ async def test_bad_answers_are_refused_and_change_nothing_and_one_answer_is_take
     question = await first_question(sink)
     with pytest.raises(agentnb.InvalidAnswer, match="not one of the choices"):
         run.answer(question.ask_id, "maybe")
-    with pytest.raises(agentnb.InvalidAnswer, match="no open question 'nope'"):
+    with pytest.raises(agentnb.InvalidAnswer, match="has no question 'nope'") as unknown:
         run.answer("nope", "yes")
+    assert unknown.value.reason == "unknown"
+    assert [q.ask_id for q in run.questions] == [question.ask_id]
     with pytest.raises(agentnb.InvalidAnswer, match="is a str"):
         run.answer(question.ask_id, 1)  # type: ignore[arg-type]
     run.answer(question.ask_id, "no", by="http")
-    with pytest.raises(agentnb.InvalidAnswer, match="already answered"):
+    with pytest.raises(agentnb.InvalidAnswer, match="already answered") as again:
         run.answer(question.ask_id, "yes", by="socket")
+    assert again.value.reason == "answered"
     assert await run.wait() == "nothing deleted"
     assert [(e.value, e.by) for e in sink if isinstance(e, agentnb.Answer)] == [("no", "http")]
-    with pytest.raises(agentnb.InvalidAnswer, match="has ended"):
+    with pytest.raises(agentnb.InvalidAnswer, match="has ended") as ended:
         run.answer(question.ask_id, "yes")
+    assert ended.value.reason == "ended"
+    assert run.questions == []
 
 
 async def test_two_answers_racing_from_threads_one_is_taken() -> None:
@@ -159,7 +164,73 @@ async def test_a_child_run_asks_through_its_parents_answering_sink() -> None:
     question = await first_question(sink)
     assert question.path == ("parent", "janitor")
     child = next(r for r in (run._children or ()))
+    assert [q.ask_id for q in run.questions] == [q.ask_id for q in child.questions]
+    assert [q.prompt for q in child.questions] == [question.prompt]
     child.answer(question.ask_id, "no")
+    assert await run.wait() == "nothing deleted"
+
+
+async def test_the_root_answers_a_sub_runs_question_and_a_sibling_cannot() -> None:
+    async def sibling() -> None:
+        await asyncio.sleep(0.5)
+
+    async def parent() -> str:
+        async with asyncio.TaskGroup() as tg:
+            asked = tg.create_task(agentnb.run(janitor, "tidy"))
+            tg.create_task(agentnb.run(sibling))
+        return str(asked.result())
+
+    sink = Answering()
+    run = agentnb.start(parent, sink=sink)
+    question = await first_question(sink)
+    other = next(r for r in (run._children or ()) if r.name == "sibling")
+    with pytest.raises(agentnb.InvalidAnswer, match="has no question") as refused:
+        other.answer(question.ask_id, "no")
+    assert refused.value.reason == "unknown"
+    run.answer(question.ask_id, "no", by="page")  # the view and the server hold the root
+    assert await run.wait() == "nothing deleted"
+    assert [(e.path, e.by) for e in sink if isinstance(e, agentnb.Answer)] == [
+        (("parent", "janitor"), "page")
+    ]
+
+
+async def test_approve_shows_the_call_and_gates_it() -> None:
+    async def deleter() -> str:
+        if await agentnb.approve("rm", {"path": "/tmp/x", "force": True}, call_id="c1"):
+            return "deleted"
+        return "kept"
+
+    sink = Answering()
+    run = agentnb.start(deleter, sink=sink)
+    question = await first_question(sink)
+    assert (question.prompt, question.choices, question.call_id) == (
+        'Run rm(path="/tmp/x", force=true)?',
+        ["approve", "deny"],
+        "c1",
+    )
+    run.answer(question.ask_id, "deny", by="cell")
+    assert await run.wait() == "kept"
+
+    async def headless() -> str:
+        return "ran" if await agentnb.approve("ls", default=False) else "not run"
+
+    with capture_events() as events:
+        assert await agentnb.run(headless) == "not run"
+    assert [(e.value, e.by) for e in events if isinstance(e, agentnb.Answer)] == [
+        ("deny", "default")
+    ]
+
+
+async def test_bad_answer_arguments_say_what_is_wrong() -> None:
+    sink = Answering()
+    run = agentnb.start(janitor, "tidy", sink=sink)
+    question = await first_question(sink)
+    with pytest.raises(agentnb.InvalidAnswer, match="by= is one of") as bad_by:
+        run.answer(question.ask_id, "yes", by="someone")
+    assert bad_by.value.reason == "invalid"
+    with pytest.raises(ValueError, match="timeout"):
+        await agentnb.ask("x", timeout=True)  # outside a run: checked first
+    run.answer(question.ask_id, "no")
     assert await run.wait() == "nothing deleted"
 
 
