@@ -43,8 +43,9 @@ APPROVE, DENY = "approve", "deny"
 class Pending:
     """A question of a run: what it allows, and how its answer gets to whoever waits.
 
-    ``state`` is ``open``, then ``taken`` once an answer was accepted; a question
-    stays known (answered) after that, so a late answer is told so.
+    ``state`` is ``open``, then ``taken`` once an answer was accepted (``closed`` once
+    answered where it was asked, for an expected one); a question stays known after
+    that, so a late answer is told it is answered.
     """
 
     __slots__ = ("ask", "forward", "future", "loop", "run", "state")
@@ -174,10 +175,19 @@ def answerable(run: Run) -> bool:
     return False
 
 
-def expect(run: Run, question: Ask, forward: Callable[[str, str], None]) -> None:
+def expect(run: Run, question: Ask, forward: Callable[[str, str], None]) -> Pending:
     """Make *question*, asked elsewhere and shown in *run*, answerable here: an answer
     accepted for it calls ``forward(value, by)`` (on the answering thread)."""
-    _register(run, Pending(run, question, None, forward))
+    pending = Pending(run, question, None, forward)
+    _register(run, pending)
+    return pending
+
+
+def reopen(pending: Pending) -> None:
+    """Take answers for an expected question again: handing the last one on failed."""
+    with _lock:
+        if pending.state == "taken":
+            pending.state = "open"
 
 
 def settled(run: Run, ask_id: str) -> None:
@@ -186,7 +196,7 @@ def settled(run: Run, ask_id: str) -> None:
     with _lock:
         pending = root._asks.get(ask_id) if root._asks is not None else None
         if pending is not None:
-            pending.state = "taken"
+            pending.state = "closed"
 
 
 def open_questions(run: Run) -> list[Ask]:

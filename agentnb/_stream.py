@@ -40,9 +40,11 @@ class RunStream:
         sink: SinkLike | Sequence[SinkLike] | None,
         name: str | None,
         maxsize: int,
+        answers: bool = False,
     ) -> None:
         self._spec = (agent, args, kwargs, sink, name)
         self._maxsize = maxsize
+        self._answers = answers
         self._run: Run | None = None
         self._outlet: Outlet | None = None
         self._ended = False  # our run's terminal event has been yielded
@@ -59,6 +61,8 @@ class RunStream:
         agent, args, kwargs, sink, name = self._spec
         self._spec = (agent, (), {}, None, None)
         run = _start(agent, args, kwargs, sink=sink, name=name, stream_maxsize=self._maxsize)
+        if self._answers:  # set before the agent's task first runs (next loop turn)
+            run._answers = True
         assert run._stream is not None
         self._run, self._outlet = run, run._stream
         return run, run._stream
@@ -114,6 +118,10 @@ class RunStream:
                 return
             await outlet.wait()
 
+    def answer(self, ask_id: str, value: str) -> None:
+        """Answer the run's question *ask_id* (an ``ask`` event) with *value* (by ``code``)."""
+        self.run.answer(ask_id, value, by="code")
+
     async def aclose(self) -> None:
         """Stop listening: cancel the run if it is still going and wait for it to end.
 
@@ -155,6 +163,7 @@ def stream(
     sink: SinkLike | Sequence[SinkLike] | None = None,
     name: str | None = None,
     maxsize: int = 0,
+    answers: bool = False,
     **kwargs: Any,
 ) -> RunStream:
     """Run *agent* and iterate its events::
@@ -163,6 +172,9 @@ def stream(
             print(event)
 
     *sink* adds more sinks. With *maxsize* > 0, ``agentnb.aemit`` in the agent
-    waits while that many events are waiting here (``emit`` never waits).
+    waits while that many events are waiting here (``emit`` never waits). With
+    *answers*, the caller answers the run's questions (``ask`` events) with
+    ``stream.answer(ask_id, value)``; without, a question takes its default, as
+    where no one can answer.
     """
-    return RunStream(agent, args, kwargs, sink=sink, name=name, maxsize=maxsize)
+    return RunStream(agent, args, kwargs, sink=sink, name=name, maxsize=maxsize, answers=answers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +253,52 @@ def test_the_console_shows_the_question_and_who_answered_with_controls_made_visi
     assert agentnb.run_sync(asks, sink=agentnb.ConsoleSink(out)) == "no"
     lines = out.getvalue().splitlines()
     assert lines[:2] == ["? Delete\u241b[31m 3 files? [yes/no] (default: no)", "= no (by default)"]
+
+
+async def test_a_recorded_run_replays_with_its_questions_and_answers(tmp_path: Path) -> None:
+    import io
+
+    recording = tmp_path / "janitor.jsonl"
+    sink = Answering()
+    recorder = agentnb.JsonlRecorder(recording)
+    run = agentnb.start(janitor, "tidy", sink=[sink, recorder])
+    question = await first_question(sink)
+    run.answer(question.ask_id, "yes", by="cell")
+    for _ in range(500):
+        if len([e for e in sink if isinstance(e, agentnb.Ask)]) == 2:
+            break
+        await asyncio.sleep(0.01)
+    second = [e for e in sink if isinstance(e, agentnb.Ask)][1]
+    run.answer(second.ask_id, "archive-7", by="page")
+    await run.wait()
+
+    replayed = CapturedEvents()
+    assert await agentnb.replay(recording, replayed) == 5
+    assert [e.to_json() for e in replayed] == [e.to_json() for e in sink]
+    out = io.StringIO()
+    await agentnb.replay(recording, agentnb.ConsoleSink(out))
+    assert out.getvalue().splitlines()[:4] == [
+        "? Delete 3 files? [yes/no]",
+        "= yes (by cell)",
+        "? Name for the backup? (default: backup-1)",
+        "= archive-7 (by page)",
+    ]
+
+
+async def test_a_stream_that_says_it_answers_answers_and_one_that_does_not_takes_defaults() -> None:
+    async def polite() -> str:
+        return await agentnb.ask("Tidy?", choices=["yes", "no"], default="no")
+
+    seen = []
+    async with agentnb.stream(polite, answers=True) as events:
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, agentnb.Ask):
+                events.answer(event.ask_id, "yes")
+    assert [(e.kind, getattr(e, "by", "")) for e in seen] == [
+        ("ask", ""),
+        ("answer", "code"),
+        ("done", ""),
+    ]
+    assert [e.kind for e in [e async for e in agentnb.stream(polite)]] == ["ask", "answer", "done"]
+    assert events.run.outcome() == "yes"
