@@ -18,6 +18,16 @@ chunk exceeds jupyter_server's default 1,000 messages/s, which it drops
 * When the run ends, the cell gets its final transcript as an ordinary output
   (``text/markdown`` + ``text/plain``), so a saved or headless-executed
   notebook shows the run, and nbval can check it.
+
+Questions (``agentnb.ask``). The sink takes answers (``answers``) when the cell
+runs where a person can answer: its execute request allows input
+(``allow_stdin``), as JupyterLab's do and headless executors' (nbclient,
+papermill, nbval) do not; there a question takes its default. A question is the
+item ``["ask", label, ask_id, prompt, choices, default, call_id]`` (``choices``
+None: free text; ``default`` None: none), sent at once, not held by the batching;
+its answer is ``["answer", label, ask_id, value, by]``. The view answers with
+``{"t": "answer", "ask_id", "value"}``; an answer the run refuses comes back as
+``{"t": "refused", "ask_id", "message"}``, the question still open.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from typing import Any
 
 from .._console import ConsoleSink
 from .._events import (
+    Answer,
+    Ask,
     Cancelled,
     Custom,
     Done,
@@ -49,6 +61,7 @@ from .._events import (
     ToolResult,
     Usage,
 )
+from .._exceptions import InvalidAnswer
 from .._format import brief, call_line, result_line, state_line, usage_line
 from .._run import Run, UsageTotals, start
 from .._run import run as _run
@@ -136,15 +149,26 @@ class NotebookSink:
     or ``events`` (one line per event). *interval* is the flush period. With
     *error_in_cell*, the run's own error is left out of the transcript: the
     caller raises it, so the cell shows it once, as its error output.
+    *answers*: whether the view answers the run's questions (``agentnb.ask``);
+    by default, whether the cell it is made in was run where a person can answer
+    (not headless: there a question takes its default).
     """
 
     def __init__(
-        self, *, fmt: str = "markdown", interval: float = 0.1, error_in_cell: bool = False
+        self,
+        *,
+        fmt: str = "markdown",
+        interval: float = 0.1,
+        error_in_cell: bool = False,
+        answers: bool | None = None,
     ) -> None:
         if fmt not in _FORMATS:
             raise ValueError(f"fmt must be one of {', '.join(_FORMATS)}, got {fmt!r}")
         if interval <= 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        if answers is not None and not isinstance(answers, bool):
+            raise ValueError(f"answers must be True, False or None, got {answers!r}")
+        self.answers = _person_can_answer() if answers is None else answers
         self.fmt = fmt
         self.interval = interval
         self.view: Any = None
@@ -169,6 +193,7 @@ class NotebookSink:
 
     def _show(self, path: tuple[str, ...]) -> None:
         self._path = path
+        self.transcript.begin(path)
         self.view = RunView(
             key=uuid.uuid4().hex,
             title="/".join(path),
@@ -187,7 +212,10 @@ class NotebookSink:
         if self.fmt == "events":
             self._lines.append(_event_line(event))
         if self._add_item(event):
-            self._schedule()
+            if isinstance(event, Ask | Answer):
+                self._flush_now()  # a question waits for no batch, nor does its answer
+            else:
+                self._schedule()
 
     def close(self) -> None:
         if self._timer is not None:
@@ -225,7 +253,8 @@ class NotebookSink:
         step_id]``, ``["step_end", label, name, step_id]``, ``["state", label,
         line]``, ``["usage", "", line]`` (the run's usage so far: each replaces the
         last), ``["error", label, message, traceback]``, ``["cancelled", label,
-        reason]``.
+        reason]``, ``["ask", label, ask_id, prompt, choices, default, call_id]``,
+        ``["answer", label, ask_id, value, by]``.
         """
         root = self._path
         label = "/".join(event.path[len(root) :] if event.path[: len(root)] == root else event.path)
@@ -301,6 +330,18 @@ class NotebookSink:
             item = ["error", label, f"{event.type}: {event.message}", event.traceback]
         elif isinstance(event, Cancelled):
             item = ["cancelled", label, event.reason]
+        elif isinstance(event, Ask):
+            item = [
+                "ask",
+                label,
+                event.ask_id,
+                event.prompt,
+                event.choices,
+                event.default,
+                event.call_id,
+            ]
+        elif isinstance(event, Answer):
+            item = ["answer", label, event.ask_id, event.value, event.by]
         else:
             item = []
         if item:
@@ -331,6 +372,12 @@ class NotebookSink:
 
         self._timer = asyncio.get_running_loop().call_later(wait, self._timed_flush)
 
+    def _flush_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._flush()
+
     def _timed_flush(self) -> None:
         self._timer = None
         self._flush()
@@ -352,12 +399,43 @@ class NotebookSink:
             self.view.send({"t": "pong"})  # the view asks whether this kernel is still there
         elif content.get("t") == "stop" and self.run is not None:
             self.run.cancel("stopped from the notebook")
+        elif content.get("t") == "answer" and self.view is not None:
+            self._answer(content.get("ask_id"), content.get("value"))
         elif content.get("t") == "sync" and self.view is not None:
             have = content.get("have")
             if isinstance(have, int) and 0 <= have < self._sent:
                 self.view.send(
                     {"t": "items", "offset": have, "items": self._items[have : self._sent]}
                 )
+
+    def _answer(self, ask_id: object, value: object) -> None:
+        """Answer the run's question *ask_id* (its own or a sub-run's) as the view asks;
+        a refusal goes back to the view, which shows it by the question."""
+        try:
+            if self.run is None:
+                raise InvalidAnswer("this view shows no run it can answer for", "unknown")
+            self.run.answer(ask_id, value, by="cell")  # type: ignore[arg-type]  # checked there
+        except InvalidAnswer as exc:
+            shown = ask_id if isinstance(ask_id, str) else ""
+            self.view.send({"t": "refused", "ask_id": shown, "message": str(exc)})
+
+
+def _person_can_answer() -> bool:
+    """Whether the cell running now came from a front end a person answers in.
+
+    A Jupyter front end's execute requests allow input (``allow_stdin``); those of
+    headless executors (nbclient, papermill, nbval) do not. Outside a kernel, no one
+    can answer in a cell.
+    """
+    if not _in_kernel():
+        return False
+    from IPython import get_ipython
+
+    get_parent = getattr(get_ipython().kernel, "get_parent", None)  # ipykernel >= 6
+    if get_parent is None:
+        return True
+    content = (get_parent("shell") or {}).get("content") or {}
+    return bool(content.get("allow_stdin", True))
 
 
 def _display(obj: object, **kwargs: Any) -> None:
@@ -367,8 +445,8 @@ def _display(obj: object, **kwargs: Any) -> None:
 
 
 def _event_line(event: Event) -> str:
-    # No ids or times (and not the random call_id): the same run reads the same.
-    fields = {k: v for k, v in event.payload().items() if k != "call_id"}
+    # No ids or times (and not the random call_id or ask_id): the same run reads the same.
+    fields = {k: v for k, v in event.payload().items() if k not in ("call_id", "ask_id")}
     payload = json.dumps(fields, ensure_ascii=False, sort_keys=True)
     return f"{'/'.join(event.path)} {event.kind} {payload}"
 

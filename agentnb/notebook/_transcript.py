@@ -10,12 +10,33 @@ What the transcript leaves to the live view: status and custom events, the
 model's reasoning (often longer than the answer, and not the answer), a tool
 call's streaming arguments (its whole call line is kept), steps, state, message
 boundaries and raw native events. The run's usage totals are its last line.
+A question the agent asked and its answer are lines of their own, as the console
+writes them (``? prompt [yes/no] (default: no)``, ``= yes (by cell)``).
 """
 
 from __future__ import annotations
 
-from .._events import Cancelled, Done, Error, Event, TextChunk, ToolCall, ToolResult
-from .._format import LINE_END, brief, call_line, result_line, usage_line, visible_controls
+from .._events import (
+    Answer,
+    Ask,
+    Cancelled,
+    Done,
+    Error,
+    Event,
+    TextChunk,
+    ToolCall,
+    ToolResult,
+)
+from .._format import (
+    LINE_END,
+    answer_line,
+    ask_line,
+    brief,
+    call_line,
+    result_line,
+    usage_line,
+    visible_controls,
+)
 from ._markdown import escape_markdown, escape_markdown_inline
 
 __all__ = ["Transcript"]
@@ -42,8 +63,9 @@ class Transcript:
     code; an error shows its type and message (the live view and the cell's
     own error output have the traceback, whose file paths differ between
     machines); a cancelled run says so, once (its sub-runs cancelled with it are
-    not listed again); the run's usage totals end it. Status, custom events,
-    reasoning, steps and state are live-only (see the module's docstring).
+    not listed again); a question and its answer are a line each; the run's
+    usage totals end it. Status, custom events, reasoning, steps and state are
+    live-only (see the module's docstring).
 
     With *error_elsewhere*, the run's own error is left out: the cell shows it
     as its error output (a ``%%agent`` cell that fails raises the agent's error).
@@ -65,6 +87,11 @@ class Transcript:
             and not (self.error_elsewhere and kind == "error" and path == root)
         ]
 
+    def begin(self, path: tuple[str, ...]) -> None:
+        """The run's own path, known before its first event (a sub-run's may come first)."""
+        if self._root is None:
+            self._root = path
+
     def add(self, event: Event) -> None:
         if self._root is None:
             self._root = event.path
@@ -81,6 +108,10 @@ class Transcript:
             self._blocks.append(("error", event.path, [event.type, event.message, event.traceback]))
         elif isinstance(event, Cancelled):
             self._blocks.append(("cancelled", event.path, [event.reason]))
+        elif isinstance(event, Ask):
+            self._blocks.append(("ask", event.path, [ask_line(event)]))
+        elif isinstance(event, Answer):
+            self._blocks.append(("answer", event.path, [answer_line(event)]))
         elif isinstance(event, Done) and event.path == self._root and not self.text():
             # The agent streamed no text: its value is the answer.
             if isinstance(event.result, str):
@@ -121,7 +152,7 @@ class Transcript:
                     out.line(f"{label}{body.rstrip(chr(10))}")
                 else:
                     out.text(body)
-            elif kind == "tool":
+            elif kind in ("tool", "ask", "answer"):
                 out.line(f"{label}{_one_line(parts[0])}")
             elif kind == "result":
                 out.line(f"result: {_one_line(parts[0])}")
@@ -156,6 +187,12 @@ class Transcript:
                     out.line(body)
             elif kind == "tool":
                 out.line(f"{label} {_code(parts[0])}" if child else _code(parts[0]))
+            elif kind == "ask":
+                where = f"{label}: " if child else ""
+                out.line(f"{where}<strong>{escape_markdown_inline(parts[0])}</strong>")
+            elif kind == "answer":
+                where = f"{label}: " if child else ""
+                out.line(f"{where}<em>{escape_markdown_inline(parts[0])}</em>")
             elif kind == "result":
                 out.line(f"result: {_code(parts[0])}")
             elif kind == "usage":

@@ -19,6 +19,14 @@
 // the run); "show run" unfolds it. A view whose kernel went away (restart,
 // shutdown, a lost connection) while its run was running says so: it asks the
 // kernel {t: "ping"} and, with no {t: "pong"} within PONG_MS, shows "ended".
+//
+// A question of the agent's (an "ask" item) shows its prompt and a button per
+// choice, or a text box (Enter answers) for free text, and its default. A click
+// or Enter sends {t: "answer", ask_id, value}; an answer the run refuses comes
+// back as {t: "refused", ask_id, message}, shown by the question, its controls
+// kept. The "answer" item replaces the controls with what was answered, by whom.
+// A question still open when the view is drawn again has live controls; one
+// left open when the run ends has none (while its kernel is gone, they are off).
 
 // Line endings as the transcript reads them: CRLF and a lone CR are line breaks.
 const lines = (s) => s.replace(/\r\n?/g, "\n");
@@ -67,6 +75,10 @@ function receive(model, msg) {
   if (!msg) return;
   const s = store(model);
   if (msg.t === "pong") { for (const view of s.views) view.alive(); return; }
+  if (msg.t === "refused") {
+    for (const view of s.views) view.refused(String(msg.ask_id), String(msg.message));
+    return;
+  }
   if (msg.t !== "items") return;
   const have = s.items.length;
   if (msg.offset > have) { model.send({ t: "sync", have }); return; }
@@ -120,6 +132,7 @@ class View {
     this.steps = []; // the steps open now, innermost last: {key, body}
     this.usage = ""; // the run's usage so far, as the kernel words it
     this.counts = { tools: 0, words: 0, errors: 0, runs: new Set() };
+    this.questions = new Map(); // ask id -> a question's parts, answered or not
     this.folded = false; // folded once, when the run ended; then as the reader likes
     this.lost = false;
     this.waiting = null; // the timer of an unanswered ping
@@ -194,11 +207,14 @@ class View {
     if (this.lost) {
       this.note.textContent = "the kernel is gone (restarted, shut down or disconnected)";
     } else if (running) {
-      this.note.textContent = [this.activity, fmtTime(took), this.usage].filter(Boolean).join(" · ");
+      const open = [...this.questions.values()].filter((q) => q.open).length;
+      const asking = open ? (open === 1 ? "waiting for an answer" : open + " questions waiting") : "";
+      this.note.textContent = [asking || this.activity, fmtTime(took), this.usage].filter(Boolean).join(" · ");
     } else {
       this.note.textContent = [fmtTime(took), ...this.tally(), this.usage].filter(Boolean).join(" · ");
     }
     this.stop.hidden = !running;
+    for (const q of this.questions.values()) this.live(q);
     if (!running && !this.lost && !this.folded) {
       this.folded = true;
       this.toggle.hidden = false;
@@ -232,13 +248,123 @@ class View {
     return b;
   }
 
+  // A question: its prompt, its controls (a button per choice, or a text box), its default.
+  ask(path, id, prompt, choices, fallback, callId) {
+    const blk = this.block("ask", path);
+    const q = { id, open: true, sent: false, controls: [] };
+    const line = document.createElement("div");
+    line.className = "agentnb-ask-prompt";
+    line.textContent = "? " + lines(prompt);
+    const box = document.createElement("div");
+    box.className = "agentnb-ask-controls";
+    const send = (value) => {
+      if (!q.open || q.sent) return;
+      q.sent = true; // until the answer or a refusal comes
+      q.refusal.hidden = true;
+      this.live(q);
+      try {
+        this.model.send({ t: "answer", ask_id: id, value });
+      } catch (err) {
+        this.refused(id, "the kernel could not be reached: " + err);
+      }
+    };
+    if (Array.isArray(choices)) {
+      for (const choice of choices) {
+        const button = document.createElement("button");
+        button.className = "agentnb-choice";
+        button.textContent = lines(String(choice));
+        button.addEventListener("click", () => send(String(choice)));
+        box.append(button);
+        q.controls.push(button);
+      }
+    } else {
+      const input = document.createElement("input");
+      input.className = "agentnb-ask-input";
+      input.type = "text";
+      input.addEventListener("keydown", (ev) => {
+        if (ev.key !== "Enter") return;
+        ev.preventDefault();
+        ev.stopPropagation();
+        send(input.value);
+      });
+      const button = document.createElement("button");
+      button.className = "agentnb-choice";
+      button.textContent = "Answer";
+      button.addEventListener("click", () => send(input.value));
+      box.append(input, button);
+      q.controls.push(input, button);
+    }
+    const notes = [];
+    if (fallback !== null && fallback !== undefined) notes.push("default: " + lines(String(fallback)));
+    if (callId) notes.push("for the call " + lines(String(callId)));
+    if (notes.length) {
+      const note = document.createElement("span");
+      note.className = "agentnb-ask-note";
+      note.textContent = notes.join(" · ");
+      box.append(note);
+    }
+    q.refusal = document.createElement("div");
+    q.refusal.className = "agentnb-ask-refused";
+    q.refusal.hidden = true;
+    q.shown = box; // the controls, then what became of the question
+    blk.content.append(line, box, q.refusal);
+    this.questions.set(id, q);
+    this.live(q);
+    this.header();
+  }
+
+  // The controls of an open question work while the run runs, its kernel is there and
+  // no answer is on its way.
+  live(q) {
+    if (q.open && this.model.get("status") !== "running") {
+      // The run ended without an answer (or its answer is in items still to come).
+      this.outcome(q, "no answer: the run ended");
+    }
+    const on = q.open && !q.sent && this.running();
+    for (const control of q.controls) control.disabled = !on;
+  }
+
+  // The question's controls give way to *text*: its answer, or why it has none.
+  outcome(q, text) {
+    q.open = false;
+    const done = document.createElement("div");
+    done.className = "agentnb-ask-answer";
+    done.textContent = text;
+    q.shown.replaceWith(done);
+    q.shown = done;
+    q.refusal.hidden = true;
+    q.controls = [];
+  }
+
+  answered(id, value, by) {
+    const q = this.questions.get(id);
+    if (!q || q.answered) return;
+    q.answered = true;
+    this.outcome(q, "= " + lines(value) + " (by " + by + ")");
+    this.header();
+  }
+
+  refused(id, message) {
+    const q = this.questions.get(id);
+    if (!q || !q.open) return;
+    q.sent = false;
+    q.refusal.textContent = message;
+    q.refusal.hidden = false;
+    this.live(q);
+  }
+
   update(items) {
     const touched = new Set();
     const c = this.counts;
     for (; this.shown < items.length; this.shown++) {
-      const [kind, path, a, b, d] = items[this.shown];
+      const item = items[this.shown];
+      const [kind, path, a, b, d] = item;
       if (path) c.runs.add(path);
-      if (kind === "text") {
+      if (kind === "ask") {
+        this.ask(path, a, b, d, item[5], item[6]);
+      } else if (kind === "answer") {
+        this.answered(a, String(b), String(d));
+      } else if (kind === "text") {
         const blk = this.block("text", path);
         blk.text += a;
         touched.add(blk);
