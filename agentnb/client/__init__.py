@@ -9,6 +9,9 @@
     poet = agentnb.client.remote("http://127.0.0.1:8000", "poet")
     await agentnb.notebook.show(poet, "the sea")
 
+    # Answer a remote run's question (an ``ask`` event), from anywhere
+    await agentnb.client.answer("http://127.0.0.1:8000", run_id, ask_id, "yes")
+
 Needs the ``client`` extra (httpx, httpx-sse): ``pip install 'agentnb[client]'``.
 """
 
@@ -25,13 +28,14 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from ._exceptions import ConnectionLost, RemoteAgentError, ServerError
 from ._remote import remote
-from ._stream import RemoteStream, cancel, resume, stream
+from ._stream import RemoteStream, answer, cancel, resume, stream
 
 __all__ = [
     "ConnectionLost",
     "RemoteAgentError",
     "RemoteStream",
     "ServerError",
+    "answer",
     "cancel",
     "remote",
     "resume",

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._events import JSON, Cancelled, Custom, Done, Error, Event
+from .._ask import Pending, answerable, expect, reopen, settled
+from .._events import JSON, Answer, Ask, Cancelled, Custom, Done, Error, Event
+from .._exceptions import NoAnswer
 from .._mirror import Mirror
 from .._run import Run, current_run
-from ._exceptions import RemoteAgentError
-from ._stream import stream
+from ._exceptions import RemoteAgentError, ServerError
+from ._stream import RemoteStream, stream
 
 __all__ = ["remote"]
+
+_log = logging.getLogger("agentnb")
 
 
 def remote(
@@ -28,6 +33,11 @@ def remote(
     Each sub-run of the remote run becomes a local sub-run of the same name, with
     its own events and its own end, so a sink shows the remote run's structure
     as it would show the local one. *options* go to ``stream()``.
+
+    A remote question (``agentnb.ask`` in the remote agent) is asked here: a local front
+    end that takes answers (the cell's view) answers it, and the answer goes to the
+    server. Where nothing local can answer (a headless notebook), the question's default
+    is sent; without one the local run raises ``NoAnswer`` (which cancels the remote run).
     """
     label = name or agent
 
@@ -38,7 +48,7 @@ def remote(
                 f"got {len(input)} arguments"
             )
         async with stream(base_url, agent, *input, **options) as events:
-            mirror = _Mirror(current_run())
+            mirror = _Mirror(current_run(), events)
             async for event in events:  # run_id is known once the first event came
                 mirror.root_id = events.run_id
                 if event.run_id == events.run_id and event.terminal:
@@ -62,19 +72,21 @@ class _Mirror:
     each mirror to end, so the local runs see the events in the remote stream's order.
     """
 
-    def __init__(self, root: Run) -> None:
+    def __init__(self, root: Run, events: RemoteStream) -> None:
         self.root = root
+        self.events = events
         self.root_id: str | None = None
         self.live: dict[str, Mirror] = {}  # by remote run id
         self.by_path: dict[tuple[str, ...], str] = {}
+        self.sending: set[asyncio.Future[None]] = set()  # answers on their way
 
     async def route(self, event: Event) -> None:
         if event.run_id == self.root_id:
-            self.root.emit(_local_copy(event))
+            self._emit(self.root, event)
             return
         mirror = self.live.get(event.run_id) or self._open(event)
         if not event.terminal:
-            mirror.emit(_local_copy(event))
+            self._emit(mirror.run, event)
             return
         del self.live[event.run_id]
         try:
@@ -92,6 +104,50 @@ class _Mirror:
         self.live[event.run_id] = mirror
         self.by_path[tuple(event.path)] = event.run_id
         return mirror
+
+    def _emit(self, run: Run, event: Event) -> None:
+        local = _local_copy(event)
+        if isinstance(local, Ask):
+            self._asked(run, local)
+        elif isinstance(local, Answer):
+            settled(run, local.ask_id)
+        run.emit(local)
+
+    def _asked(self, run: Run, question: Ask) -> None:
+        """Make a remote question answerable in *run*, or answer it with its default."""
+        if not answerable(run):
+            if question.default is None:
+                raise NoAnswer(
+                    f"the remote question {question.prompt!r} got no answer: no one can answer "
+                    "here (a headless run), and it has no default"
+                )
+            self._send(question.ask_id, question.default, "default", None)
+            return
+        pending: list[Pending] = []
+        loop = asyncio.get_running_loop()
+
+        def forward(value: str, by: str) -> None:  # on the answering thread
+            sent_by = by if by in ("cell", "page") else "http"
+            loop.call_soon_threadsafe(self._send, question.ask_id, value, sent_by, pending[0])
+
+        pending.append(expect(run, question, forward))
+
+    def _send(self, ask_id: str, value: str, by: str, pending: Pending | None) -> None:
+        task = asyncio.ensure_future(self._post(ask_id, value, by, pending))
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+
+    async def _post(self, ask_id: str, value: str, by: Any, pending: Pending | None) -> None:
+        try:
+            await self.events.answer(ask_id, value, by=by)
+        except (ServerError, OSError) as exc:
+            # Answered elsewhere first (409) is the race lost; anything else leaves the
+            # remote question open, so it can be answered here again.
+            if pending is not None and not (isinstance(exc, ServerError) and exc.status == 409):
+                reopen(pending)
+            _log.warning(
+                "the answer %r to the remote question %s was not taken: %s", value, ask_id, exc
+            )
 
     async def end_children(self) -> None:
         """End the local sub-runs the stream never ended (the remote ones ended first)."""

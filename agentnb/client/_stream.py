@@ -26,7 +26,7 @@ from .._events import JSON, Event
 from .._exceptions import InvalidEvent
 from ._exceptions import ConnectionLost, ServerError
 
-__all__ = ["RemoteStream", "cancel", "resume", "stream"]
+__all__ = ["RemoteStream", "answer", "cancel", "resume", "stream"]
 
 _MISSING: Any = object()
 _DROPS = (httpx.TransportError, SSEError)
@@ -84,6 +84,15 @@ class RemoteStream:
     async def aclose(self) -> None:
         """Stop reading; cancels the remote run if it has not ended."""
         await self._events.aclose()
+
+    async def answer(
+        self, ask_id: str, value: str, *, by: Literal["http", "cell", "page", "default"] = "http"
+    ) -> dict[str, Any]:
+        """Answer the run's question *ask_id* (an ``ask`` event of this stream) with *value*."""
+        if self.run_id is None:
+            raise RuntimeError("the server has not answered yet: there is no run to answer")
+        async with self._link.session() as client:
+            return await answer(self.base_url, self.run_id, ask_id, value, by=by, client=client)
 
     async def cancel(self) -> None:
         """Ask the server to cancel the run; its stream then ends with a ``cancelled`` event."""
@@ -311,3 +320,35 @@ async def cancel(
         raise _server_error(response)
     state: dict[str, Any] = response.json()
     return state
+
+
+async def answer(
+    base_url: str,
+    run_id: str,
+    ask_id: str,
+    value: str,
+    *,
+    by: Literal["http", "cell", "page", "default"] = "http",
+    client: httpx.AsyncClient | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Answer the question *ask_id* of the run *run_id* (or of a sub-run) with *value*.
+
+    *by* says who answered: ``http`` (a program), or the front end the answer came
+    from (``cell``, ``page``; ``default`` where no one could answer and the question's
+    default was sent). Returns what the server took (``{"run_id", "ask_id", "value",
+    "by"}``). A refused
+    answer raises ``ServerError``: 404 for an unknown run or question, 409 for one already
+    answered or ended, 422 for a value outside the choices (the question stays open).
+    """
+    url = f"{base_url.rstrip('/')}/api/runs/{run_id}/answer"
+    body = {"ask_id": ask_id, "value": value, "by": by}
+    if client is None:
+        async with httpx.AsyncClient(headers=headers) as own:
+            response = await own.post(url, json=body)
+    else:
+        response = await client.post(url, json=body)
+    if response.is_error:
+        raise _server_error(response)
+    taken: dict[str, Any] = response.json()
+    return taken

@@ -9,7 +9,9 @@
 
 The agent never touches the network: its events go into the run's replay
 buffer, and each client streams them out from there (``POST /api/stream``,
-``GET /api/runs/{id}/events`` to resume, ``/api/ws``). Needs the ``server`` extra.
+``GET /api/runs/{id}/events`` to resume, ``/api/ws``). An agent's question
+(``agentnb.ask``) waits for an answer sent to ``POST /api/runs/{id}/answer``, the
+WebSocket or the page. Needs the ``server`` extra.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from .._version import __version__
 from ._errors import ApiError
 from ._hosts import AllowedHosts, host_names
 from ._hub import MiB, RunHub
-from ._requests import parse_start, read_json
+from ._requests import parse_answer, parse_start, read_json
 from ._served import Listener
 from ._wire import parse_event_id
 from ._ws import serve_websocket
@@ -223,8 +223,21 @@ def create_app(
 
     @app.get("/api/runs/{run_id}")
     async def describe_run(run_id: str) -> dict[str, Any]:
-        """A run's state: status, events so far, listeners."""
+        """A run's state: status, events so far, listeners, the questions waiting for an answer."""
         return hub.get(run_id).describe()
+
+    @app.post("/api/runs/{run_id}/answer")
+    async def answer_question(request: Request, run_id: str) -> dict[str, Any]:
+        """Answer a question of the run or of a sub-run (its ``ask`` event's ``ask_id``).
+
+        Body: ``{"ask_id": "...", "value": "yes", "by": "http"}`` (``by``: http, page, cell or
+        default). Exactly one answer is taken: 404 for an unknown question, 409 for one already
+        answered or whose run has ended, 422 for a value outside its choices.
+        """
+        served = hub.get(run_id)
+        answer = parse_answer(await read_json(request, max_body))
+        served.answer(answer.ask_id, answer.value, answer.by)
+        return {"run_id": run_id, "ask_id": answer.ask_id, "value": answer.value, "by": answer.by}
 
     @app.post("/api/runs/{run_id}/cancel")
     async def cancel_run(run_id: str) -> dict[str, Any]:

@@ -7,10 +7,18 @@ over the WebSocket ``{"type": "error", "error": code, "message": ..., "ref": ...
     ApiError (agentnb.AgentnbError)       any refused request (bad JSON, bad fields, ...)
     ├── UnknownAgent           404        no agent by that name here
     ├── UnknownRun             404        no run by that id (never, or forgotten)
+    ├── UnknownQuestion        404        the run has no question by that ask_id
+    ├── Answered               409        the question is already answered (one answer is taken)
+    ├── Ended                  409        the question's run has ended: it takes no answer
+    ├── NotAChoice             422        the value is not one of the question's choices
     ├── Expired                410        the events asked for are gone (or the whole run)
     ├── BadEventId             400        a Last-Event-ID that is not <run id>:<n> of the run
     ├── OverBudget             503        the buffers are full: no new run now
     └── ShuttingDown           503        the server is stopping
+
+An answer refused by the run (``agentnb.InvalidAnswer``) is mapped by
+:func:`refused` (its ``reason``: unknown, answered, ended, invalid); a question
+still open keeps waiting for a valid answer.
 
 Requests that uvicorn refuses before the app sees them (a malformed request
 line, a bad Content-Length, a NUL in a header) get uvicorn's own plain-text 400.
@@ -22,16 +30,21 @@ import json
 from collections.abc import Iterable
 
 from .._events import JSON
-from .._exceptions import AgentnbError
+from .._exceptions import AgentnbError, InvalidAnswer
 
 __all__ = [
+    "Answered",
     "ApiError",
     "BadEventId",
+    "Ended",
     "Expired",
+    "NotAChoice",
     "OverBudget",
     "ShuttingDown",
     "UnknownAgent",
+    "UnknownQuestion",
     "UnknownRun",
+    "refused",
 ]
 
 
@@ -73,6 +86,42 @@ class UnknownRun(ApiError):
             f"no run {run_id!r} here: it never existed, or it ended more than "
             f"{keep_seconds:g} s ago and was forgotten",
         )
+
+
+class UnknownQuestion(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(404, "unknown_question", message)
+
+
+class Answered(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "answered", message)
+
+
+class Ended(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "ended", message)
+
+    @classmethod
+    def run(cls, run_id: str, status: str) -> Ended:
+        return cls(f"run {run_id} has ended ({status}): its questions take no answer now")
+
+
+class NotAChoice(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(422, "invalid_answer", f'"value": {message}')
+
+
+def refused(exc: InvalidAnswer) -> ApiError:
+    """The answer to send for an answer the run refused (by ``InvalidAnswer.reason``)."""
+    message = str(exc)
+    if exc.reason == "unknown":
+        return UnknownQuestion(message)
+    if exc.reason == "answered":
+        return Answered(message)
+    if exc.reason == "ended":
+        return Ended(message)
+    return NotAChoice(message)
 
 
 class Expired(ApiError):

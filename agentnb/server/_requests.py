@@ -13,10 +13,22 @@ from .._events import JSON
 from ._errors import ApiError
 from ._served import OnDisconnect
 
-__all__ = ["StartRequest", "decode_json", "parse_start", "read_json"]
+__all__ = [
+    "ANSWERED_BY_HTTP",
+    "AnswerRequest",
+    "StartRequest",
+    "decode_json",
+    "parse_answer",
+    "parse_start",
+    "read_json",
+]
 
 _MISSING: Any = object()
 _ON_DISCONNECT = get_args(OnDisconnect)
+
+ANSWERED_BY_HTTP = ("http", "page", "cell", "default")
+"""Who an answer over HTTP may say gave it: a program (``http``, the default), the page,
+a notebook cell showing the run remotely, or nobody there (the question's ``default``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +43,15 @@ class StartRequest:
     def args(self) -> tuple[JSON, ...]:
         """The agent's arguments: the input, or none when the request had no "input"."""
         return () if self.input is _MISSING else (self.input,)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    """An answer to a run's question: its ``ask_id``, the value, and who gave it."""
+
+    ask_id: str
+    value: str
+    by: str
 
 
 def _no_constant(name: str) -> None:
@@ -130,3 +151,46 @@ def parse_start(
             f'"on_disconnect" must be "cancel" or "continue", not {json.dumps(policy)}',
         )
     return StartRequest(agent, body.get("input", _MISSING), policy)
+
+
+def parse_answer(
+    body: object, *, what: str = "the request body", by: str | None = None
+) -> AnswerRequest:
+    """Check an answer: ``{"ask_id": str, "value": str, "by": str?}``.
+
+    With *by* given (the WebSocket's ``socket``) the answer says no ``by`` of its own.
+    """
+    fields = ("ask_id", "value") if by is not None else ("ask_id", "value", "by")
+    example = '{"ask_id": "<the ask event\'s ask_id>", "value": "yes"}'
+    if not isinstance(body, Mapping):
+        raise ApiError(
+            422,
+            "bad_request",
+            f"{what} must be a JSON object like {example}, not {_type_name(body)}",
+        )
+    unknown = [key for key in body if key not in fields]
+    if unknown:
+        raise ApiError(
+            422,
+            "bad_request",
+            f"{what} has unknown field {unknown[0]!r}; the fields are {', '.join(fields)}",
+        )
+    for name, means in (("ask_id", "the ask event's ask_id"), ("value", "the answer")):
+        field = body.get(name, _MISSING)
+        if field is _MISSING:
+            raise ApiError(422, "bad_request", f'{what} needs "{name}", {means}: {example}')
+        if not isinstance(field, str):
+            raise ApiError(
+                422, "bad_request", f'"{name}" must be a string ({means}), not {_type_name(field)}'
+            )
+    if by is None:
+        by = body.get("by", "http")
+        if by not in ANSWERED_BY_HTTP:
+            choices = ", ".join(f'"{b}"' for b in ANSWERED_BY_HTTP)
+            raise ApiError(
+                422,
+                "bad_request",
+                f'"by" says who answered: one of {choices} (default "http"), '
+                f"not {json.dumps(by, ensure_ascii=False)[:80]}",
+            )
+    return AnswerRequest(body["ask_id"], body["value"], by)

@@ -11,6 +11,11 @@ position, so a late or resuming client gets every event after its
 
 When the last listener of an ``on_disconnect="cancel"`` run goes, the run is
 cancelled; a ``"continue"`` run goes on detached.
+
+A served run takes answers (``answers = True``): its questions (``agentnb.ask``, in
+the run or any sub-run) wait for an answer sent to the server (:meth:`ServedRun.answer`),
+also while nobody watches. The ``ask`` events of the open questions are kept, to
+describe the run with them.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
-from .._events import JSON, Event
+from .._events import JSON, Answer, Ask, Event
+from .._exceptions import InvalidAnswer
 from .._run import Run
 from . import _buffer
 from ._buffer import Cursor, ReplayBuffer
-from ._errors import BadEventId, Expired
+from ._errors import BadEventId, Ended, Expired, refused
 from ._wire import sse_data, sse_frame, ws_event
 
 if TYPE_CHECKING:
@@ -41,6 +47,7 @@ class ServedRun:
     """One run started by the server: its replay buffer and its listeners (see the module)."""
 
     inline = True  # called by emit itself: see agentnb's sink protocol
+    answers = True  # its questions wait for an answer sent to the server
 
     def __init__(
         self, hub: RunHub, agent: str, on_disconnect: OnDisconnect, buffer: ReplayBuffer
@@ -58,6 +65,7 @@ class ServedRun:
         self._waiting: list[Listener] = []  # listeners parked until the next frame
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._asked: dict[str, Ask] = {}  # ask id -> the ask event sent, until answered
 
     def __repr__(self) -> str:
         return (
@@ -89,6 +97,10 @@ class ServedRun:
 
     def send(self, event: Event) -> None:
         terminal = event.terminal and event.run_id == self.id
+        if isinstance(event, Ask):
+            self._asked[event.ask_id] = event
+        elif isinstance(event, Answer):
+            self._asked.pop(event.ask_id, None)
         frame = sse_frame(event, event.to_json(), self.id, self.buffer.count)
         added = self.buffer.append(frame, last=terminal)
         with self._lock:
@@ -102,6 +114,7 @@ class ServedRun:
             self._status = run.status
             self.ended = True
             self.ended_at = time.monotonic()
+            self._asked = {}
             self.hub._ended(self)
 
     def _wake(self, listeners: list[Listener]) -> None:
@@ -155,6 +168,26 @@ class ServedRun:
         if not self.buffer.readers and self.on_disconnect == "cancel" and self.run is not None:
             self.run.cancel("the client disconnected")
 
+    def answer(self, ask_id: str, value: str, by: str) -> None:
+        """Answer the open question *ask_id* of the run or a sub-run; raises the ApiError
+        that says why not (the question, if open, keeps waiting)."""
+        run = self.run
+        if run is None:
+            raise Ended.run(self.id, self.status)
+        try:
+            run.answer(ask_id, value, by=by)
+        except InvalidAnswer as exc:
+            raise refused(exc) from None
+
+    def questions(self) -> list[JSON]:
+        """The ask events (their JSON forms) of the questions still waiting for an answer."""
+        run = self.run
+        if run is None:
+            return []
+        asked = dict(self._asked)  # (send may add one in another thread meanwhile)
+        sent = (asked.get(question.ask_id) for question in run.questions)
+        return [event.to_dict() for event in sent if event is not None]
+
     def describe(self) -> dict[str, JSON]:
         return {
             "run_id": self.id,
@@ -163,6 +196,7 @@ class ServedRun:
             "events": self.count,
             "listeners": self.listeners,
             "on_disconnect": self.on_disconnect,
+            "questions": self.questions(),
         }
 
 

@@ -5,11 +5,15 @@ Client messages (JSON text frames)::
     {"type": "start", "agent": "poet", "input": "the sea", "ref": 1}
     {"type": "cancel", "run_id": "..."}
     {"type": "attach", "run_id": "...", "last_event_id": "<run id>:<n>"}
+    {"type": "answer", "run_id": "...", "ask_id": "...", "value": "yes", "ref": 2}
 
 Server messages: ``started`` / ``attached`` (with the run id and the ``ref``),
-one ``event`` per agent event, and ``error`` for a bad message (the socket stays
-open). Closing the socket ends its listeners, which cancels the runs it started
-(unless they were started with ``"on_disconnect": "continue"``).
+one ``event`` per agent event, ``answered`` (``run_id``, ``ask_id``, ``value``,
+``by``: ``socket``, ``ref``) when an answer was taken, and ``error`` for a bad
+message (the socket stays open). A refused answer's ``error`` also names its
+``run_id`` and ``ask_id``; its question, if still open, keeps waiting. Closing
+the socket ends its listeners, which cancels the runs it started (unless they
+were started with ``"on_disconnect": "continue"``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .._events import JSON
 from ._errors import ApiError
 from ._hub import RunHub
-from ._requests import decode_json, parse_start
+from ._requests import decode_json, parse_answer, parse_start
 from ._served import Listener
 from ._wire import parse_event_id, ws_message
 
@@ -115,7 +119,7 @@ class _Session:
                 await self.send(problem.ws(ref))
 
     async def handle(self, request: Any) -> None:
-        kinds = "start, cancel or attach"
+        kinds = "start, cancel, attach or answer"
         if not isinstance(request, Mapping) or not isinstance(request.get("type"), str):
             raise ApiError(
                 422,
@@ -144,6 +148,25 @@ class _Session:
                 )
             after = parse_event_id(last, run_id) if last else -1
             await self.follow(served.listen(after), "attached", ref)
+        elif kind == "answer":
+            served = self.hub.get(_run_id(request))
+            fields = {k: v for k, v in request.items() if k not in ("type", "ref", "run_id")}
+            answer = parse_answer(fields, what="an answer message", by="socket")
+            try:
+                served.answer(answer.ask_id, answer.value, answer.by)
+            except ApiError as exc:  # refused: say which question (the run keeps waiting)
+                await self.send(exc.ws(ref, run_id=served.id, ask_id=answer.ask_id))
+                return
+            await self.send(
+                ws_message(
+                    "answered",
+                    run_id=served.id,
+                    ask_id=answer.ask_id,
+                    value=answer.value,
+                    by=answer.by,
+                    ref=ref,
+                )
+            )
         else:
             raise ApiError(422, "bad_request", f"unknown message type {kind!r}; use {kinds}")
 

@@ -18,10 +18,24 @@ from agentnb.server import create_app
 from agentnb.server._hub import RunHub
 from harness.kernel import WIDGET_MIME, Kernel
 from harness.wait import until
-from tests.notebook.views import has_text, local_run, status_updates, view_of, wait_view
+from tests.notebook.views import (
+    all_items,
+    has_text,
+    local_run,
+    status_updates,
+    view_of,
+    wait_view,
+)
 from tests.server.served import Server, served
 
 pytestmark = pytest.mark.kernel
+
+
+async def janitor(folder: str) -> str:
+    """Asks, then answers with what it was told."""
+    if await agentnb.ask(f"Delete files in {folder}?", choices=["yes", "no"]) != "yes":
+        return "nothing deleted"
+    return "deleted"
 
 
 async def slow_poet(topic: str) -> str:
@@ -31,7 +45,7 @@ async def slow_poet(topic: str) -> str:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    with served(create_app(agents=[agentnb.demo.poet, slow_poet])) as server:
+    with served(create_app(agents=[agentnb.demo.poet, slow_poet, janitor])) as server:
         yield server
 
 
@@ -50,6 +64,7 @@ def k(base: str) -> Iterator[Kernel]:
             f"URL = {base!r}\n"
             "poet = agentnb.client.remote(URL, 'poet')\n"
             "agentnb.agent(name='remote_slow')(agentnb.client.remote(URL, 'slow_poet'))\n"
+            "agentnb.agent(name='remote_janitor')(agentnb.client.remote(URL, 'janitor'))\n"
         )
         yield kernel
     finally:
@@ -94,3 +109,38 @@ def _served_runs(server: Server, agent: str) -> list[dict[str, JSON]]:
         return [s.describe() for s in hub._runs.values() if s.agent == agent]
 
     return server.call(read)
+
+
+def test_a_remote_runs_question_is_asked_in_the_cell_and_its_answer_goes_to_the_server(
+    k: Kernel, server: Server
+) -> None:
+    cell_id = k.submit("%%agent -o outcome remote_janitor\n/srv")
+    comm = wait_view(k, cell_id)
+    k.wait_for(lambda: any(i[0] == "ask" for i in all_items(k, comm)), 20, "the question")
+    ask = next(i for i in all_items(k, comm) if i[0] == "ask")
+    assert ask[3:5] == ["Delete files in /srv?", ["yes", "no"]]
+    (waiting,) = [r for r in _served_runs(server, "janitor") if r["status"] == "running"]
+    k.comm_send(comm, {"t": "answer", "ask_id": ask[2], "value": "yes"})
+    cell = k.wait(cell_id)
+    assert cell.ok, cell.summary()
+    assert [i for i in all_items(k, comm) if i[0] == "answer"] == [
+        ["answer", "", ask[2], "yes", "cell"]
+    ]
+    assert k.value("outcome") == "'deleted'"
+    assert cell.final["text/plain"].startswith("? Delete files in /srv? [yes/no]\n= yes (by cell)")
+    served = [r for r in _served_runs(server, "janitor") if r["run_id"] == waiting["run_id"]]
+    assert served[0]["status"] == "done"  # answered on the server, by the cell
+
+
+def test_headless_a_remote_question_without_a_default_fails_the_cell_naming_it(
+    k: Kernel, server: Server
+) -> None:
+    cell = k.wait(k.submit("%%agent remote_janitor\n/tmp", interactive=False))
+    assert not cell.ok
+    assert "NoAnswer" in cell.summary()
+    assert "Delete files in /tmp?" in cell.summary()
+
+    def cancelled() -> bool:
+        return _served_runs(server, "janitor")[-1]["status"] == "cancelled"
+
+    until(cancelled, 5, what="the remote run cancelled, not left waiting", every=0.01)

@@ -110,6 +110,7 @@ async def test_closing_the_stream_of_an_idle_agent_cancels_it_at_once(
                 "events": 0,
                 "listeners": 1,
                 "on_disconnect": "cancel",
+                "questions": [],
             }
             closing = time.perf_counter()
         took = server.wait_for(

@@ -381,6 +381,7 @@ async def test_describe_and_cancel_a_run(
                 "events": 1,
                 "listeners": 1,
                 "on_disconnect": "cancel",
+                "questions": [],
             }
             answer = await client.post(f"/api/runs/{run_id}/cancel")
             assert answer.status_code == 200

@@ -15,6 +15,14 @@
 // whole call line takes their place; a step's lines are indented under its name;
 // the run's token usage and cost (summed live, then the run's own totals) are in
 // the status line. The lines are the ones agentnb/_format.py writes.
+//
+// A question of the agent's (an "ask" event, of the run or a sub-run) shows its
+// prompt and a button per choice, or a text box answered with Enter (or its
+// button) for free text, and its default. A click or Enter POSTs the answer to
+// api/runs/{run id}/answer (by "page"; a sub-run's question through the run's
+// id); the "answer" event replaces the controls with what was answered and by
+// whom. A refused answer shows the server's message by the question, its
+// controls kept.
 
 const RETRIES = 5; // resume attempts in a row without receiving anything
 const RETRY_MS = 300; // first pause before resuming; doubles each time
@@ -25,6 +33,7 @@ const STATE_WORDS = { idle: "idle", running: "running", done: "done", error: "fa
 const ARG_LIMIT = 60; // characters of one tool argument, as the cell shows it
 const DEFAULT_AGENT = "poet"; // chosen first when the server has it (the demo's)
 const DEFAULT_INPUT = { poet: "the sea" };
+const LOST = "no answer here: the page lost the run"; // a question's end when the page does
 
 /**
  * An incremental parser for the text/event-stream format (the WHATWG HTML
@@ -118,6 +127,8 @@ function compactJSON(value) {
 
 /** Line endings (CRLF, CR, LF) as spaces, as the cell writes a tool's line. */
 const oneLine = (text) => text.replace(/\r\n|\r|\n/g, " ");
+/** Line endings (CRLF, CR, LF) as LF, as the cell shows a question. */
+const lines = (text) => text.replace(/\r\n?/g, "\n");
 
 /** JSON as Python's json.dumps writes it (", " and ": "), so the page and the cell agree. */
 function pyJSON(value) {
@@ -317,6 +328,7 @@ class Page {
       thinking: new Map(), // run id + message id -> a reasoning line
       states: new Map(), // run id -> its state line
       steps: [], // the steps open now, innermost last
+      questions: new Map(), // ask id -> a question shown, answered or not
     };
     this.run = run;
     this.text.replaceChildren(run.textNode);
@@ -374,7 +386,7 @@ class Page {
       if (run.ended) return;
       if (run.received > before) failures = 0;
       if (!run.id || ++failures > RETRIES) {
-        this.end(run, "error", "lost the connection to the run");
+        this.end(run, "error", "lost the connection to the run", undefined, LOST);
         return;
       }
       await sleep(RETRY_MS * 2 ** (failures - 1));
@@ -395,7 +407,7 @@ class Page {
           continue;
         }
         // unknown_run, expired, ...: resuming again will not help.
-        this.end(run, "error", await errorMessage(response));
+        this.end(run, "error", await errorMessage(response), undefined, LOST);
         return;
       }
     }
@@ -542,6 +554,16 @@ class Page {
         addUsage(run.usage, event);
         this.usage.textContent = usageLine(run.usage);
         return;
+      case "ask":
+        this.ask(run, event, at);
+        return;
+      case "answer": {
+        const text = `= ${lines(String(event.value ?? ""))} (by ${String(event.by ?? "")})`;
+        const q = run.questions.get(String(event.ask_id ?? ""));
+        if (q) this.outcome(q, text);
+        else this.line(run, { ...at, className: "ask-answer", text }); // its question unseen
+        return;
+      }
       case "tool_call_end":
       case "message_start":
       case "message_end":
@@ -561,6 +583,7 @@ class Page {
         const details = String(event.traceback ?? "");
         this.line(run, { ...at, className: "error", text: `✗ ${summary}`, details });
         if (own) this.end(run, "error", summary, event.usage);
+        else this.closeQuestions(run, event.run_id);
         return;
       }
       case "done":
@@ -571,6 +594,7 @@ class Page {
         } else {
           const text = kind + (event.reason ? `: ${event.reason}` : "");
           this.line(run, { ...at, className: kind, text });
+          this.closeQuestions(run, event.run_id);
         }
         return;
       default: {
@@ -584,6 +608,109 @@ class Page {
         const key = `custom ${event.run_id} ${kind}`;
         this.line(run, { ...at, key, className: "custom", text: `${kind} ${shown}`, title: full });
       }
+    }
+  }
+
+  // -- questions ------------------------------------------------------------------
+
+  /** A question: its prompt, a button per choice or a text box, its default. */
+  ask(run, event, at) {
+    const id = String(event.ask_id ?? "");
+    if (run.questions.has(id)) return;
+    const node = el("li", "ask");
+    this.place(node, at);
+    const prompt = el("div", "ask-prompt");
+    if (at.prefix) prompt.append(el("span", "path", at.prefix), " ");
+    prompt.append("? " + lines(String(event.prompt ?? "")));
+    const controls = el("div", "ask-controls");
+    const q = {
+      id,
+      runId: event.run_id, // the run that asked
+      open: true,
+      sent: false, // an answer is on its way
+      inputs: [],
+      shown: controls, // the controls, then what became of the question
+      refusal: el("div", "ask-refused"),
+    };
+    const send = (value) => this.sendAnswer(run, q, value);
+    if (Array.isArray(event.choices)) {
+      for (const choice of event.choices) {
+        const button = el("button", "ask-choice", lines(String(choice)));
+        button.type = "button";
+        button.addEventListener("click", () => send(String(choice)));
+        controls.append(button);
+        q.inputs.push(button);
+      }
+    } else {
+      const input = el("input", "ask-input");
+      input.type = "text";
+      input.setAttribute("aria-label", "Your answer");
+      input.addEventListener("keydown", (e) => {
+        if (e.key !== "Enter" || e.isComposing) return;
+        e.preventDefault();
+        send(input.value);
+      });
+      const button = el("button", "ask-choice", "Answer");
+      button.type = "button";
+      button.addEventListener("click", () => send(input.value));
+      controls.append(input, button);
+      q.inputs.push(input, button);
+    }
+    const notes = [];
+    if (typeof event.default === "string") notes.push("default: " + lines(event.default));
+    if (event.call_id) notes.push("for the call " + lines(String(event.call_id)));
+    if (notes.length) controls.append(el("span", "ask-note", notes.join(" · ")));
+    q.refusal.hidden = true;
+    node.append(prompt, controls, q.refusal);
+    this.events.append(node);
+    run.lastLine = null;
+    run.questions.set(id, q);
+  }
+
+  /** POST the answer; a refusal is shown by the question, its controls working again. */
+  async sendAnswer(run, q, value) {
+    if (!q.open || q.sent || run.ended || !run.id) return;
+    q.sent = true; // until the answer comes, or a refusal
+    q.refusal.hidden = true;
+    this.enable(q);
+    let problem = null;
+    try {
+      const response = await fetch(`api/runs/${encodeURIComponent(run.id)}/answer`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ask_id: q.id, value, by: "page" }),
+        cache: "no-store",
+      });
+      if (!response.ok) problem = await errorMessage(response);
+    } catch (err) {
+      problem = `could not send the answer: ${err.message}`;
+    }
+    q.sent = false;
+    if (problem === null) return; // the answer event replaces the controls
+    q.refusal.textContent = problem; // (shown also if the question was answered meanwhile)
+    q.refusal.hidden = false;
+    this.enable(q);
+  }
+
+  /** The controls work while the question is open and no answer is on its way. */
+  enable(q) {
+    for (const input of q.inputs) input.disabled = !q.open || q.sent;
+  }
+
+  /** The question's controls give way to *text*: its answer, or why it has none. */
+  outcome(q, text) {
+    if (!q.open) return;
+    q.open = false;
+    const done = el("div", "ask-answer", text);
+    q.shown.replaceWith(done);
+    q.shown = done;
+    q.inputs = [];
+  }
+
+  /** The open questions of run *runId* (null: every run's) will get no answer. */
+  closeQuestions(run, runId, text = "no answer: the run ended") {
+    for (const q of run.questions.values()) {
+      if (runId === null || q.runId === runId) this.outcome(q, text);
     }
   }
 
@@ -629,8 +756,9 @@ class Page {
     return body;
   }
 
-  end(run, state, message, usage) {
+  end(run, state, message, usage, unanswered = "no answer: the run ended") {
     if (run.ended) return;
+    this.closeQuestions(run, null, unanswered);
     if (usage && typeof usage === "object" && this.run === run) {
       this.usage.textContent = usageLine(usage); // the run's own totals, exact
     }
