@@ -207,6 +207,14 @@ def open_questions(run: Run) -> list[Ask]:
     return [p.ask for p in pendings if p.state == "open" and _within(p.run, run)]
 
 
+def find_question(run: Run, ask_id: str) -> Ask | None:
+    """The question *ask_id* of *run* or a sub-run, open or answered; None if unknown."""
+    root = _root(run)
+    with _lock:
+        pending = root._asks.get(ask_id) if root._asks is not None else None
+    return pending.ask if pending is not None and _within(pending.run, run) else None
+
+
 def _within(run: Run, ancestor: Run) -> bool:
     node: Run | None = run
     while node is not None:

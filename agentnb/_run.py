@@ -210,6 +210,12 @@ class Run:
 
         return open_questions(self)
 
+    def question(self, ask_id: str) -> Ask | None:
+        """The question *ask_id* of this run or a sub-run, open or answered (None: unknown)."""
+        from ._ask import find_question
+
+        return find_question(self, ask_id)
+
     def cancel(self, reason: str = "") -> bool:
         """Ask the run to stop; thread-safe. False if it had already ended."""
         task = self._task

@@ -184,6 +184,14 @@ class RunHub:
         keeps = f"the last {self.replay_size} events and at most {self.replay_bytes / MiB:g} MiB"
         return Expired.position(served.id, first, keeps)
 
+    def holding(self, ask_id: str) -> ServedRun | None:
+        """The served run (still in memory) that asked the question *ask_id*, open or answered."""
+        for served in self._runs.values():
+            run = served.run
+            if run is not None and run.question(ask_id) is not None:
+                return served
+        return None
+
     @property
     def live(self) -> list[ServedRun]:
         return [s for s in self._runs.values() if not s.ended]

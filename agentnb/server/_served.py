@@ -260,6 +260,11 @@ class Listener:
             n = self.position - len(frames)
             yield [ws_event(sse_data(frame), run_id, n + i) for i, frame in enumerate(frames)]
 
+    async def events(self) -> AsyncIterator[list[Event]]:
+        """The batches as events, rebuilt from each frame's JSON (for protocol encoders)."""
+        async for frames in self:
+            yield [Event.from_json(sse_data(frame)) for frame in frames]
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True

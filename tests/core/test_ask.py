@@ -302,3 +302,21 @@ async def test_a_stream_that_says_it_answers_answers_and_one_that_does_not_takes
     ]
     assert [e.kind for e in [e async for e in agentnb.stream(polite)]] == ["ask", "answer", "done"]
     assert events.run.outcome() == "yes"
+
+
+async def test_a_question_is_found_by_its_id_open_or_answered_in_its_family_only() -> None:
+    sink = Answering()
+    run = agentnb.start(janitor, "tidy", sink=sink)
+    question = await first_question(sink)
+    found = run.question(question.ask_id)
+    assert found is not None
+    assert found.prompt == "Delete 3 files?"
+    assert run.question("nope") is None
+    run.answer(question.ask_id, "no")
+    assert await run.wait() == "nothing deleted"
+    assert run.question(question.ask_id) is not None  # answered: still known
+    other = agentnb.start(janitor, "tidy", sink=Answering())
+    assert other.question(question.ask_id) is None
+    other.cancel()
+    with pytest.raises(agentnb.RunCancelled):
+        await other.wait()
