@@ -115,12 +115,10 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def parse_start(
-    body: object, *, what: str = "the request body", extra: tuple[str, ...] = ()
-) -> StartRequest:
-    """Check a start request: ``{"agent": str, "input": JSON?, "on_disconnect": str?}``."""
-    fields = ("agent", "input", "on_disconnect", *extra)
-    example = '{"agent": "poet", "input": "the sea"}'
+def _object(
+    body: object, what: str, fields: tuple[str, ...], example: str
+) -> Mapping[str, Any]:
+    """*body* as a JSON object with none but *fields*; else the 422 that says what is wrong."""
     if not isinstance(body, Mapping):
         raise ApiError(
             422,
@@ -134,6 +132,16 @@ def parse_start(
             "bad_request",
             f"{what} has unknown field {unknown[0]!r}; the fields are {', '.join(fields)}",
         )
+    return body
+
+
+def parse_start(
+    body: object, *, what: str = "the request body", extra: tuple[str, ...] = ()
+) -> StartRequest:
+    """Check a start request: ``{"agent": str, "input": JSON?, "on_disconnect": str?}``."""
+    fields = ("agent", "input", "on_disconnect", *extra)
+    example = '{"agent": "poet", "input": "the sea"}'
+    body = _object(body, what, fields, example)
     agent = body.get("agent", _MISSING)
     if agent is _MISSING:
         raise ApiError(422, "bad_request", f'{what} needs "agent", the agent\'s name: {example}')
@@ -162,19 +170,7 @@ def parse_answer(
     """
     fields = ("ask_id", "value") if by is not None else ("ask_id", "value", "by")
     example = '{"ask_id": "<the ask event\'s ask_id>", "value": "yes"}'
-    if not isinstance(body, Mapping):
-        raise ApiError(
-            422,
-            "bad_request",
-            f"{what} must be a JSON object like {example}, not {_type_name(body)}",
-        )
-    unknown = [key for key in body if key not in fields]
-    if unknown:
-        raise ApiError(
-            422,
-            "bad_request",
-            f"{what} has unknown field {unknown[0]!r}; the fields are {', '.join(fields)}",
-        )
+    body = _object(body, what, fields, example)
     for name, means in (("ask_id", "the ask event's ask_id"), ("value", "the answer")):
         field = body.get(name, _MISSING)
         if field is _MISSING:
