@@ -12,6 +12,9 @@
     # Answer a remote run's question (an ``ask`` event), from anywhere
     await agentnb.client.answer("http://127.0.0.1:8000", run_id, ask_id, "yes")
 
+    # Any AG-UI agent (pydantic-ai, LangGraph, ...) as a local agent: %%agent, run, stream
+    adder = agentnb.client.agui("http://127.0.0.1:8001/")
+
 Needs the ``client`` extra (httpx, httpx-sse): ``pip install 'agentnb[client]'``.
 """
 
@@ -26,15 +29,19 @@ except ImportError as exc:  # pragma: no cover - the message is the point
         "pip install 'agentnb[client]'"
     ) from exc
 
+from ._agui import AGUIAgent, AGUIProtocolError, agui
 from ._exceptions import ConnectionLost, RemoteAgentError, ServerError
 from ._remote import remote
 from ._stream import RemoteStream, answer, cancel, resume, stream
 
 __all__ = [
+    "AGUIAgent",
+    "AGUIProtocolError",
     "ConnectionLost",
     "RemoteAgentError",
     "RemoteStream",
     "ServerError",
+    "agui",
     "answer",
     "cancel",
     "remote",
