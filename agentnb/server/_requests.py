@@ -115,9 +115,7 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _object(
-    body: object, what: str, fields: tuple[str, ...], example: str
-) -> Mapping[str, Any]:
+def _object(body: object, what: str, fields: tuple[str, ...], example: str) -> Mapping[str, Any]:
     """*body* as a JSON object with none but *fields*; else the 422 that says what is wrong."""
     if not isinstance(body, Mapping):
         raise ApiError(
