@@ -22,7 +22,8 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal
 
 from . import _invoke as _invoke_module
@@ -52,6 +53,7 @@ SINK_GRACE = 1.0
 _get_ident = threading.get_ident
 _RUNNER_FILES = frozenset({__file__, _invoke_module.__file__})  # frames a traceback skips
 _NONE: dict[Any, Any] = {}  # the feeders of a run with none (never added to)
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class Run:
@@ -60,7 +62,9 @@ class Run:
     Attributes: ``id`` (hex string), ``name`` (the agent's), ``path`` (names from
     the outermost run to this one), ``parent`` (the enclosing run or None),
     ``status`` (pending, running, done, error, cancelled), ``result`` and
-    ``exception`` once ended, ``sink_errors`` (sinks that raised or got stuck).
+    ``exception`` once ended, ``sink_errors`` (sinks that raised or got stuck),
+    ``metadata`` (what the front end that started it knows about the request: a
+    read-only mapping, set at start).
     """
 
     __slots__ = (
@@ -73,6 +77,7 @@ class Run:
         "_inline_closes",
         "_loop",
         "_loop_thread",
+        "_metadata",
         "_out",
         "_status",
         "_stop_reason",
@@ -113,6 +118,7 @@ class Run:
         self._usage: UsageTotals | None = None  # the sum of its Usage events, if any
         self._answers = False  # a sink of this run takes answers to its questions (ask)
         self._asks: dict[str, Any] | None = None  # a root's family's questions (see _ask)
+        self._metadata: Mapping[str, Any] = parent._metadata if parent else _NO_METADATA
 
     def __repr__(self) -> str:
         return f"<agentnb.Run {'/'.join(self.path)} id={self.id} {self.status}>"
@@ -210,6 +216,16 @@ class Run:
 
         return open_questions(self)
 
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """What the front end that started the run passed along (read-only; empty if none).
+
+        A sink with a ``metadata`` mapping gives it to the run it is a sink of, at start
+        (a server front: the protocol's thread and run ids, state, forwarded props, under
+        its own key); a child run sees its parent's, with its own sinks' added.
+        """
+        return self._metadata
+
     def question(self, ask_id: str) -> Ask | None:
         """The question *ask_id* of this run or a sub-run, open or answered (None: unknown)."""
         from ._ask import find_question
@@ -260,6 +276,9 @@ class Run:
         self._loop = loop = asyncio.get_running_loop()
         self._loop_thread = _get_ident()
         self._answers = any(getattr(d.sink, "answers", False) is True for d in sinks)
+        given = [(d, m) for d in sinks if (m := getattr(d.sink, "metadata", None)) is not None]
+        if given:
+            self._metadata = _merged_metadata(self._metadata, given)
         for delivery in sinks:  # first: a sink that fails to open starts nothing
             if delivery.open is not None:
                 delivery.open(self)
@@ -471,6 +490,20 @@ class Run:
             await asyncio.wait(stuck, timeout=0.1)  # they end at their next step (close() runs)
         if interrupted:
             raise asyncio.CancelledError
+
+
+def _merged_metadata(
+    base: Mapping[str, Any], given: list[tuple[Delivery, object]]
+) -> Mapping[str, Any]:
+    merged = dict(base)
+    for delivery, metadata in given:
+        if not isinstance(metadata, Mapping):
+            raise TypeError(
+                f"sink {delivery.label}: metadata must be a mapping (or None), "
+                f"got {type(metadata).__name__}"
+            )
+        merged.update(metadata)
+    return MappingProxyType(merged)
 
 
 _usage_lock = threading.Lock()

@@ -23,6 +23,12 @@ event away (the web front's replay buffer), so it has the event without waiting
 for a task to be scheduled. Its ``send`` and ``close`` must be synchronous, fast
 and thread-safe, and must not emit into the run (that raises ``InvalidSink``).
 
+A sink with ``answers = True`` takes answers to the run's questions (``agentnb.ask``:
+a front end that shows them and can answer, see ``Run.answer``); where no sink of a
+run or its ancestors does, a question takes its default. A sink's ``metadata`` (a
+mapping) is given to its run at start (``Run.metadata``): a front end passes what it
+knows about the request (a protocol's thread id, state, ...) to the agent.
+
 A sink that raises is reported (logged on the ``agentnb`` logger and kept in
 ``Run.sink_errors``), gets no further events of that run (its ``close()`` is
 still called), and the other sinks keep receiving. Events may be shared between

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -18,6 +19,8 @@ from starlette.types import Receive, Scope, Send
 from .._adapt import framework_agent
 from .._registry import AgentInfo, AgentLike, agent_name, describe
 from .._version import __version__
+from ._agui import agui_routes
+from ._ai_sdk import ai_sdk_routes
 from ._errors import ApiError
 from ._hosts import AllowedHosts, host_names
 from ._hub import MiB, RunHub
@@ -227,7 +230,7 @@ def create_app(
         return hub.get(run_id).describe()
 
     @app.post("/api/runs/{run_id}/answer")
-    async def answer_question(request: Request, run_id: str) -> dict[str, Any]:
+    async def answer_question(request: Request, run_id: str) -> Response:
         """Answer a question of the run or of a sub-run (its ``ask`` event's ``ask_id``).
 
         Body: ``{"ask_id": "...", "value": "yes", "by": "http"}`` (``by``: http, page, cell or
@@ -237,7 +240,9 @@ def create_app(
         served = hub.get(run_id)
         answer = parse_answer(await read_json(request, max_body))
         served.answer(answer.ask_id, answer.value, answer.by)
-        return {"run_id": run_id, "ask_id": answer.ask_id, "value": answer.value, "by": answer.by}
+        taken = {"run_id": run_id, "ask_id": answer.ask_id, "value": answer.value, "by": answer.by}
+        # ASCII escapes: an answer may hold a lone surrogate (valid JSON, not UTF-8).
+        return Response(json.dumps(taken), media_type="application/json")
 
     @app.post("/api/runs/{run_id}/cancel")
     async def cancel_run(run_id: str) -> dict[str, Any]:
@@ -250,6 +255,10 @@ def create_app(
     @app.websocket("/api/ws")
     async def websocket(socket: WebSocket) -> None:
         await serve_websocket(socket, hub, max_body, send_timeout)
+
+    agui_routes(app, hub, max_body=max_body, ping=ping, send_timeout=send_timeout)
+
+    ai_sdk_routes(app, hub, max_body=max_body, ping=ping, send_timeout=send_timeout)
 
     page = resources.files(__package__).joinpath("static")
     for path, (name, media_type) in _STATIC.items():

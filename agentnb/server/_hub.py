@@ -144,9 +144,17 @@ class RunHub:
             raise UnknownAgent(name, self.agents) from None
 
     def start(
-        self, agent: str, args: tuple[JSON, ...] = (), on_disconnect: OnDisconnect = "cancel"
+        self,
+        agent: str,
+        args: tuple[JSON, ...] = (),
+        on_disconnect: OnDisconnect = "cancel",
+        *,
+        metadata: Mapping[str, JSON] | None = None,
     ) -> ServedRun:
-        """Start *agent* with *args* (the request's input, or nothing); must run on the loop."""
+        """Start *agent* with *args* (the request's input, or nothing); must run on the loop.
+
+        *metadata* becomes the run's ``Run.metadata`` (what the request told about itself).
+        """
         if self.closing:
             raise ShuttingDown
         info = self.agent(agent)
@@ -164,6 +172,7 @@ class RunHub:
             lag_bytes=2 * self.replay_bytes,
         )
         served = ServedRun(self, info.name, on_disconnect, buffer)
+        served.metadata = metadata
         start(info.fn, *args, sink=served, name=info.name)
         self._runs[served.id] = served
         return served

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Literal
 
 from .._events import JSON, Answer, Ask, Event
@@ -48,6 +48,7 @@ class ServedRun:
 
     inline = True  # called by emit itself: see agentnb's sink protocol
     answers = True  # its questions wait for an answer sent to the server
+    metadata: Mapping[str, JSON] | None = None  # given to its run at start (Run.metadata)
 
     def __init__(
         self, hub: RunHub, agent: str, on_disconnect: OnDisconnect, buffer: ReplayBuffer
@@ -269,6 +270,13 @@ class Listener:
         if not self.closed:
             self.closed = True
             self.served._detach(self)
+
+    def leave(self) -> None:
+        """Stop listening without applying ``on_disconnect``: the client left on purpose
+        (an AG-UI interrupt ends its response while the run waits for the resume)."""
+        if not self.closed:
+            self.closed = True
+            self.served.buffer.detach(self.cursor)
 
     def expired_error(self) -> Expired:
         return Expired.behind(self.served.id)

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.bench
             "bench_latency.py", ["p50", "p99"], marks=[pytest.mark.kernel, pytest.mark.browser]
         ),
         ("bench_server.py", ["events/s, one stream", "p99 latency", "RSS per open stream"]),
+        ("bench_protocols.py", ["events/s, AG-UI", "events/s, AI SDK"]),
     ],
 )
 def test_a_benchmark_runs_quick_and_prints_its_summary(script: str, measures: list[str]) -> None:

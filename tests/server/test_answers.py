@@ -574,3 +574,24 @@ async def test_a_detached_run_waits_for_its_answer_and_a_resuming_client_sees_th
     assert answered(events[1]) == (ask["ask_id"], "no", "http")
     check_whole_run(everything, sent)
     assert everything.agent_events()[-1].result == "no"  # type: ignore[attr-defined]
+
+
+async def test_an_answer_with_a_lone_surrogate_is_taken_and_echoed_as_json(
+    server: Server, sent: dict[str, list[agentnb.Event]]
+) -> None:
+    async with (
+        server.client() as client,
+        open_stream(client, "POST", "/api/stream", json={"agent": "two"}) as reading,
+    ):
+        first = await until_asked(reading)
+        response = await answer(client, reading.run_id, {"ask_id": first["ask_id"], "value": "a"})
+        assert response.status_code == 200
+        second = await until_asked(reading, 2)
+        response = await client.post(  # JSON may hold a lone surrogate; UTF-8 cannot
+            f"/api/runs/{reading.run_id}/answer",
+            content=b'{"ask_id": "' + second["ask_id"].encode() + b'", "value": "a\\ud800b"}',
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 200
+        assert response.json()["value"] == "a\ud800b"
+        await reading.more()
