@@ -16,15 +16,18 @@ TEXT_MESSAGE_*                 ``MessageStart``, ``TextChunk(message_id)``, ``Me
 REASONING_*                    ``Reasoning(message_id)``; ENCRYPTED_VALUE: its ``signature``
 TOOL_CALL_START/ARGS/END       ``ToolCallStart``, ``ToolCallDelta``, ``ToolCallEnd``, then
                                the whole ``ToolCall`` with the parsed arguments
-TOOL_CALL_RESULT               ``ToolResult`` (the content as sent)
+TOOL_CALL_RESULT               ``ToolResult`` (the content as sent; an agentnb server's
+                               JSON value from ``metadata.agentnb.result``)
 *_CHUNK                        expanded into the events above
 STEP_STARTED/FINISHED          ``StepStart`` / ``StepEnd``
 STATE_SNAPSHOT/DELTA           ``StateSnapshot`` / ``StateDelta``
-CUSTOM                         ``Custom`` (``agentnb:status``: ``Status``)
+CUSTOM                         ``Custom`` (``agentnb:status``: ``Status``;
+                               ``agentnb:usage``: ``Usage``, as each model call's came)
 RAW, MESSAGES_SNAPSHOT,        ``Raw``
 ACTIVITY_*
 SUBAGENT_*                     a sub-run of the local run, named as the subagent
-RUN_FINISHED                   its ``usage`` as ``Usage`` events, then the run returns its
+RUN_FINISHED                   its ``usage`` as ``Usage`` events (unless they came live),
+                               then the run returns its
                                ``result`` (else the last assistant message's text), or
                                ends cancelled (outcome ``cancelled``)
 RUN_ERROR                      the run raises ``RemoteAgentError`` (type: its ``code``)
@@ -333,6 +336,7 @@ class _Reading:
         self.chunk_text: str | None = None  # a message opened by TEXT_MESSAGE_CHUNK
         self.chunk_call: str | None = None  # a call opened by TOOL_CALL_CHUNK
         self.legacy: Any = None  # LangGraph's CUSTOM on_interrupt value
+        self.live_usage = False  # an agentnb server sent usage as it came (agentnb:usage)
         self.seen = 0
         self.raw = ""
 
@@ -477,6 +481,8 @@ class _Reading:
         raise RemoteAgentError(event.code or "AGUIRunError", event.message)
 
     def _usage(self, usage: list[Any] | None) -> None:
+        if self.live_usage:  # an agentnb server sent each model call's usage as it came
+            return
         for used in usage or ():
             self.root.emit(
                 Usage(
@@ -673,6 +679,8 @@ class _Reading:
             ]
         ours = (event.metadata or {}).get("agentnb") if isinstance(event.metadata, dict) else None
         flags = ours if isinstance(ours, dict) else {}
+        if "result" in flags and isinstance(content, str):  # agentnb's own: the JSON value
+            content = flags["result"]
         self.root_of(event).emit(
             ToolResult(
                 name or "",
@@ -715,6 +723,15 @@ class _Reading:
         if event.name == "agentnb:status" and isinstance(event.value, str):
             run.emit(Status(event.value))
             return
+        if event.name == "agentnb:usage" and isinstance(event.value, dict):
+            try:  # agentnb's own live usage (with its cost): RUN_FINISHED's then adds nothing
+                usage = Usage(**event.value)
+            except (InvalidEvent, TypeError):  # not agentnb's after all: shown as custom
+                pass
+            else:
+                self.live_usage = True
+                run.emit(usage)
+                return
         try:
             run.emit(Custom(event.name, event.value))
         except InvalidEvent:  # a name agentnb does not allow: kept with the data

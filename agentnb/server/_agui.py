@@ -28,7 +28,8 @@ tool_call_delta        ``TOOL_CALL_ARGS``; tool_call_end: ``TOOL_CALL_END``
 tool_call              ``TOOL_CALL_START`` + ``TOOL_CALL_ARGS`` (the JSON) + ``TOOL_CALL_END``,
                        unless it streamed
 tool_result            ``TOOL_CALL_RESULT{messageId: <call>-result, content}`` (a str as is, else
-                       JSON); ``is_error`` / ``denied`` in ``metadata.agentnb``; a result of a
+                       JSON, the value itself in ``metadata.agentnb.result``); ``is_error`` /
+                       ``denied`` in ``metadata.agentnb``; a result of a
                        call not in the stream gets its ``TOOL_CALL_START`` + ``_END`` first
 usage                  ``CUSTOM agentnb:usage``; summed per (provider, model) into the
                        terminal event's ``usage`` (``TokenUsage``), the run's totals in
@@ -547,10 +548,11 @@ class AguiEncoder:
         elif call in self._open_calls:
             del self._open_calls[call]
             out.append(ToolCallEndEvent(tool_call_id=call, subagent_run_id=lane))
-        flags = {name: True for name in ("is_error", "denied") if getattr(e, name)}
-        content = (
-            e.result if isinstance(e.result, str) else json.dumps(e.result, ensure_ascii=False)
-        )
+        flags: dict[str, JSON] = {name: True for name in ("is_error", "denied") if getattr(e, name)}
+        content = e.result
+        if not isinstance(content, str):  # AG-UI's content is text; the value rides along
+            content = json.dumps(content, ensure_ascii=False)
+            flags["result"] = e.result
         out.append(
             ToolCallResultEvent(
                 message_id=self._unique(f"{call}-result", "result"),

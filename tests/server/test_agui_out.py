@@ -353,11 +353,14 @@ def compare(out: dict[str, Any], events: list[Event]) -> None:
         for m in messages
         if m["role"] == "tool"
     }
-    flags = {
+    flags: dict[str, dict[str, Any]] = {
         e.call_id: {k: True for k in ("is_error", "denied") if getattr(e, k)}
         for e in events
         if isinstance(e, ToolResult)
     }
+    for e in events:  # a result that is not text rides along as its JSON value
+        if isinstance(e, ToolResult) and not isinstance(e.result, str):
+            flags[e.call_id]["result"] = e.result
     assert results == {
         e.call_id: (content(e.result), flags[e.call_id])
         for e in events
