@@ -5,6 +5,8 @@
 //   node check_ui_stream.mjs -  < FILE.sse        the same from stdin
 //   node check_ui_stream.mjs --url URL [--text "hi"]
 //                                                  POST a useChat-shaped body to a live server
+//   ... --message JSON                             assemble onto this message (a continuation,
+//                                                  as useChat does after a tool approval)
 //
 // Each `data:` payload (except the final `[DONE]`) is checked against uiMessageChunkSchema();
 // the valid chunks are then assembled by readUIMessageStream (the same state machine useChat
@@ -70,7 +72,8 @@ try {
     const msg = String(e?.message ?? e), i = expected.indexOf(msg);
     if (i >= 0) { expected.splice(i, 1); streamErrors.push(msg); } else problems.push(`assembly: ${msg}`);
   };
-  for await (const m of readUIMessageStream({ stream, onError })) message = m;
+  const previous = opt('--message') ? JSON.parse(opt('--message')) : undefined;
+  for await (const m of readUIMessageStream({ message: previous, stream, onError })) message = m;
 } catch (e) { problems.push(`assembly threw: ${e?.message ?? e}`); }
 
 console.log(JSON.stringify({ chunks: chunks.length, invalid, done, types: chunks.map(c => c.type), problems, streamErrors, message }, null, 1));

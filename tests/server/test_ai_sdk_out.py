@@ -177,59 +177,13 @@ def fast_demo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- node ---------------------------------------------------------------------------------
 
-# Assembles a continuation onto the message it continues, as useChat does after a tool
-# approval: stdin is {"message": <the UIMessage>, "sse": <the response body>}.
-CONTINUE_JS = r"""
-import fs from 'node:fs';
-import { uiMessageChunkSchema, readUIMessageStream } from 'ai';
-const { message: previous, sse } = JSON.parse(fs.readFileSync(0, 'utf8'));
-const problems = [], chunks = [], streamErrors = [], payloads = [];
-let invalid = 0, done = false;
-for (const block of sse.replace(/\r\n?/g, '\n').split('\n\n')) {
-  const data = block.split('\n').filter(l => l.startsWith('data:'));
-  if (data.length) payloads.push(data.map(l => l.slice(5).replace(/^ /, '')).join('\n'));
-}
-const schema = uiMessageChunkSchema();
-for (const [i, p] of payloads.entries()) {
-  if (p === '[DONE]') {
-    if (i !== payloads.length - 1) problems.push('[DONE] is not last');
-    done = true;
-    continue;
-  }
-  let obj;
-  try { obj = JSON.parse(p); } catch { invalid++; problems.push(`chunk ${i}: not JSON`); continue; }
-  const r = await schema.validate(obj);
-  if (r.success) { chunks.push(r.value); continue; }
-  invalid++;
-  problems.push(`chunk ${i} (${obj?.type}): ${String(r.error).slice(0, 200)}`);
-}
-if (!done) problems.push('no [DONE] at the end');
-const stream = new ReadableStream({
-  start(c) { for (const x of chunks) c.enqueue(x); c.close(); },
-});
-const expected = chunks.filter(c => c.type === 'error').map(c => c.errorText);
-const onError = (e) => {
-  const msg = String(e?.message ?? e), i = expected.indexOf(msg);
-  if (i < 0) { problems.push(`assembly: ${msg}`); return; }
-  expected.splice(i, 1);
-  streamErrors.push(msg);
-};
-let message = null;
-try {
-  const message0 = structuredClone(previous);
-  for await (const m of readUIMessageStream({ message: message0, stream, onError })) message = m;
-} catch (e) { problems.push(`assembly threw: ${e?.message ?? e}`); }
-const types = chunks.map(c => c.type);
-const out = { chunks: chunks.length, invalid, done, types, problems, streamErrors, message };
-console.log(JSON.stringify(out));
-process.exit(problems.length ? 1 : 0);
-"""
-
 
 def node(*args: str, stdin: str | None = None) -> dict[str, Any]:
     """Run node (in tests/node, where ``ai`` is installed); its JSON output, checked clean."""
     if shutil.which("node") is None:
-        pytest.fail("node is not installed: these tests run the `ai` npm package (Node.js 20)")
+        pytest.fail(
+            "node is not installed: these tests run the `ai` npm package (Node.js 20 or later)"
+        )
     if not (NODE_DIR / "node_modules" / "ai").is_dir():
         pytest.fail("the `ai` npm package is not installed: run `npm ci` in tests/node")
     done = subprocess.run(
@@ -254,8 +208,8 @@ def check_body(sse: str) -> dict[str, Any]:
 
 
 def check_continuation(message: dict[str, Any], sse: str) -> dict[str, Any]:
-    stdin = json.dumps({"message": message, "sse": sse})
-    return node("--input-type=module", "-e", CONTINUE_JS, stdin=stdin)
+    """Check *sse* as the stream that continues *message* (after a tool approval)."""
+    return node(str(CHECKER), "-", "--message", json.dumps(message), stdin=sse)
 
 
 # -- what the message should hold ---------------------------------------------------
