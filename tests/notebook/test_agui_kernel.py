@@ -28,6 +28,7 @@ def k() -> Iterator[Kernel]:
                 "import agentnb, agentnb.client\n"
                 f"agentnb.agent(name='adder')(agentnb.client.agui({base + '/'!r}))\n"
                 f"agentnb.agent(name='deleter')(agentnb.client.agui({base + '/hitl'!r}))\n"
+                f"agentnb.agent(name='page')(agentnb.client.agui({base + '/html'!r}))\n"
             )
             yield kernel
         finally:
@@ -57,3 +58,12 @@ def test_an_agui_approval_is_answered_in_the_cell(k: Kernel) -> None:
     assert cell.ok, cell.summary()
     assert k.value("outcome") == "'Done.'"
     assert any(i[0] == "tool" and "deleted build/x" in i[3] for i in all_items(k, comm))
+
+
+def test_a_server_answering_html_fails_the_cell_with_a_clear_error(k: Kernel) -> None:
+    cell = k.wait(k.submit("%%agent page\nhello"))
+    assert not cell.ok
+    shown = cell.summary()
+    assert "ServerError" in shown
+    assert "not an event stream" in shown
+    assert "text/html" in shown
