@@ -80,7 +80,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-import anyio
 from ag_ui.core import (
     PROTOCOL_VERSION,
     BaseEvent,
@@ -126,7 +125,6 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 from sse_starlette import EventSourceResponse
-from starlette.types import Receive, Scope, Send
 
 from .._events import (
     JSON,
@@ -159,12 +157,12 @@ from .._events_stream import (
 from ._errors import ApiError
 from ._hub import RunHub
 from ._requests import read_json
+from ._response import RunEventStream
 from ._served import Listener, ServedRun
 from ._wire import _NAIVE_LINE_ENDS
 
 __all__ = ["AguiEncoder", "agui_routes"]
 
-_SHUTDOWN_GRACE = 5.0  # seconds a stream has to send its run's end when the server stops
 _RESUMED_KEPT = 10_000  # answered interrupts remembered, to answer 409 "answered" after the run
 _APPROVAL = ["approve", "deny"]
 TextRole = Literal["developer", "system", "assistant", "user"]
@@ -751,48 +749,6 @@ class _Suspended:
     timer: asyncio.TimerHandle | None = None
 
 
-class AguiEventStream(EventSourceResponse):
-    """The SSE response of one AG-UI run: LF framing (pings too); ends its listener.
-
-    A listener left on purpose (an interrupt) keeps the run; any other end applies
-    the run's ``on_disconnect`` (a client gone mid-run cancels it). When the server
-    shuts down, the hub cancels its live runs, so the stream still ends with the
-    cancelled outcome.
-    """
-
-    def __init__(
-        self,
-        body: AsyncIterator[bytes],
-        listener: Listener,
-        *,
-        ping: float,
-        send_timeout: float | None,
-    ) -> None:
-        shutdown = anyio.Event()
-
-        async def on_shutdown() -> None:
-            await shutdown.wait()
-            listener.served.hub.begin_shutdown()
-
-        super().__init__(
-            body,
-            ping=ping,
-            sep="\n",
-            send_timeout=send_timeout,
-            headers={"X-Agentnb-Run-Id": listener.served.id},
-            data_sender_callable=on_shutdown,
-            shutdown_event=shutdown,
-            shutdown_grace_period=_SHUTDOWN_GRACE,
-        )
-        self.listener = listener
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.listener.close()
-
-
 def parse_input(body: object) -> RunAgentInput:
     """The request body as a ``RunAgentInput``; else a 422 that names the fields."""
     if not isinstance(body, dict):
@@ -938,8 +894,12 @@ def agui_routes(
         listener = served.listen()
         encoder = AguiEncoder(run_input.thread_id, run_input.run_id, served.id, agent)
         first: list[BaseEvent] = [encoder.started(run_input.parent_run_id)]
-        return AguiEventStream(
-            body(encoder, listener, first), listener, ping=ping, send_timeout=send_timeout
+        return RunEventStream(
+            listener,
+            ping=ping,
+            send_timeout=send_timeout,
+            body=body(encoder, listener, first),
+            sep="\n",  # @ag-ui/client reads LF only
         )
 
     def resume(agent: str, run_input: RunAgentInput, entries: list[ResumeEntry]) -> Response:
@@ -1010,8 +970,12 @@ def agui_routes(
             raise
         encoder = AguiEncoder(run_input.thread_id, run_input.run_id, held.id, agent)
         first = [encoder.started(run_input.parent_run_id), *encoder.reopen(subs)]
-        return AguiEventStream(
-            body(encoder, listener, first), listener, ping=ping, send_timeout=send_timeout
+        return RunEventStream(
+            listener,
+            ping=ping,
+            send_timeout=send_timeout,
+            body=body(encoder, listener, first),
+            sep="\n",  # @ag-ui/client reads LF only
         )
 
 

@@ -74,11 +74,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from sse_starlette import EventSourceResponse
-from starlette.types import Receive, Scope, Send
 
 from .._events import (
     JSON,
@@ -109,6 +107,7 @@ from .._events import (
 from .._run import UsageTotals
 from ._errors import Answered, ApiError
 from ._requests import _type_name, read_json
+from ._response import RunEventStream
 from ._served import Listener, ServedRun
 from ._wire import _NAIVE_LINE_ENDS
 
@@ -131,7 +130,6 @@ HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "Cache-Control": "no-cache"}
 """The response headers the AI SDK's UI message stream has (``UI_MESSAGE_STREAM_HEADERS``)."""
 
 DONE_FRAME = b"data: [DONE]\n\n"
-_SHUTDOWN_GRACE = 5.0  # seconds a stream has to send its run's end when the server stops
 _TRIGGERS = ("submit-message", "regenerate-message")
 _ROLES = ("system", "user", "assistant")
 _CHAT_FIELDS = ("id", "messages", "trigger", "messageId")
@@ -704,76 +702,53 @@ class Approvals:
 # -- the response -------------------------------------------------------------------
 
 
-class UiMessageStream(EventSourceResponse):
-    """The UI message stream of one served run (or its continuation after an approval).
+async def _chunks(
+    listener: Listener, encoder: UiMessageEncoder, approvals: Approvals
+) -> AsyncIterator[bytes]:
+    """The UI message stream of *listener*'s run (or its continuation after an approval).
 
-    Leaving early (the client went away) is a listener leaving, as on ``/api/stream``: a
-    run no one else watches is cancelled. A stream that ended at a tool approval leaves
-    without that: the run waits for the answer.
+    A stream that ends at a tool approval leaves its listener before its last write: the
+    run waits for the answer, not for this client (a client leaving mid-run cancels a
+    run no one else watches, as on ``/api/stream``).
     """
+    yield b"".join(chunk_frame(c) for c in encoder.start())
+    async for batch in listener.events():
+        first = listener.position - len(batch)
+        frames: list[bytes] = []
+        for i, event in enumerate(batch):
+            frames += [chunk_frame(c) for c in encoder.feed(event)]
+            if encoder.suspended is not None:
+                suspension = Suspension(listener.served, first + i, encoder)
+                approvals.hold(encoder.suspended, suspension)
+                listener.leave()
+                yield b"".join(frames) + DONE_FRAME
+                return
+            if encoder.ended:
+                yield b"".join(frames) + DONE_FRAME
+                return
+        if frames:
+            yield b"".join(frames)
+    # The listener ended before the run did: this client fell too far behind.
+    cut = {"type": "error", "errorText": listener.expired_error().message}
+    yield chunk_frame(cut) + DONE_FRAME
 
-    def __init__(
-        self,
-        listener: Listener,
-        encoder: UiMessageEncoder,
-        approvals: Approvals,
-        *,
-        ping: float,
-        send_timeout: float | None,
-    ) -> None:
-        shutdown = anyio.Event()
-        served = listener.served
 
-        async def on_shutdown() -> None:
-            await shutdown.wait()
-            served.hub.begin_shutdown()
-
-        self.listener = listener
-        self.encoder = encoder
-        self.approvals = approvals
-        self.suspended = False  # ended at a tool approval: the run waits for the answer
-        super().__init__(
-            self._body(),
-            ping=ping,
-            sep="\n",
-            send_timeout=send_timeout,
-            headers={**HEADERS, "X-Agentnb-Run-Id": served.id},
-            data_sender_callable=on_shutdown,
-            shutdown_event=shutdown,
-            shutdown_grace_period=_SHUTDOWN_GRACE,
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            if self.suspended:
-                self.listener.leave()  # the run waits for the approval, not for this client
-            else:
-                self.listener.close()  # a run no one else watches is cancelled
-
-    async def _body(self) -> AsyncIterator[bytes]:
-        encoder, listener = self.encoder, self.listener
-        yield b"".join(chunk_frame(c) for c in encoder.start())
-        async for batch in listener.events():
-            first = listener.position - len(batch)
-            frames: list[bytes] = []
-            for i, event in enumerate(batch):
-                frames += [chunk_frame(c) for c in encoder.feed(event)]
-                if encoder.suspended is not None:
-                    suspension = Suspension(listener.served, first + i, encoder)
-                    self.approvals.hold(encoder.suspended, suspension)
-                    self.suspended = True
-                    yield b"".join(frames) + DONE_FRAME
-                    return
-                if encoder.ended:
-                    yield b"".join(frames) + DONE_FRAME
-                    return
-            if frames:
-                yield b"".join(frames)
-        # The listener ended before the run did: this client fell too far behind.
-        cut = {"type": "error", "errorText": listener.expired_error().message}
-        yield chunk_frame(cut) + DONE_FRAME
+def _response(
+    listener: Listener,
+    encoder: UiMessageEncoder,
+    approvals: Approvals,
+    *,
+    ping: float,
+    send_timeout: float | None,
+) -> RunEventStream:
+    return RunEventStream(
+        listener,
+        ping=ping,
+        send_timeout=send_timeout,
+        body=_chunks(listener, encoder, approvals),
+        sep="\n",
+        headers=HEADERS,
+    )
 
 
 def ai_sdk_routes(
@@ -794,11 +769,7 @@ def ai_sdk_routes(
         chat = parse_chat(await read_json(request, max_body))
         if chat.approvals:
             listener, encoder = approvals.answer(agent, chat.approvals)
-            return UiMessageStream(
-                listener, encoder, approvals, ping=ping, send_timeout=send_timeout
-            )
+            return _response(listener, encoder, approvals, ping=ping, send_timeout=send_timeout)
         served = hub.start(agent, (chat.text,), metadata={"ai_sdk": chat.metadata})
         encoder = UiMessageEncoder(served.id, served.agent)
-        return UiMessageStream(
-            served.listen(), encoder, approvals, ping=ping, send_timeout=send_timeout
-        )
+        return _response(served.listen(), encoder, approvals, ping=ping, send_timeout=send_timeout)

@@ -8,13 +8,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import AppStatus
 from starlette.exceptions import HTTPException
-from starlette.types import Receive, Scope, Send
 
 from .._adapt import framework_agent
 from .._registry import AgentInfo, AgentLike, agent_name, describe
@@ -25,7 +23,7 @@ from ._errors import ApiError
 from ._hosts import AllowedHosts, host_names
 from ._hub import MiB, RunHub
 from ._requests import parse_answer, parse_start, read_json
-from ._served import Listener
+from ._response import RunEventStream
 from ._wire import parse_event_id
 from ._ws import serve_websocket
 
@@ -43,7 +41,6 @@ _PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-_SHUTDOWN_GRACE = 5.0  # seconds a stream has to send its run's end when the server stops
 _STATIC = {
     "/": ("page.html", "text/html; charset=utf-8"),
     "/page.js": ("page.js", "text/javascript; charset=utf-8"),
@@ -71,48 +68,6 @@ def _agent_table(agents: AgentsArg) -> dict[str, AgentInfo] | None:
         if not callable(info.fn):
             raise TypeError(f"create_app(agents=...): {info.name!r} is not callable: {info.fn!r}")
     return {info.name: info for info in items}
-
-
-class RunEventStream(EventSourceResponse):
-    """The SSE response of one listener; it releases the listener however the response ends.
-
-    Everything waiting goes out in one write, through sse-starlette's own path
-    (its ping, its *send_timeout*: a client whose socket stays full that long is
-    cut off, so it no longer counts as a listener). When the server shuts down
-    (sse-starlette sees uvicorn's exit signal), the hub cancels its live runs, so
-    the stream still ends with the run's ``cancelled`` event instead of being cut
-    (within a grace period).
-    """
-
-    def __init__(self, listener: Listener, *, ping: float, send_timeout: float | None) -> None:
-        shutdown = anyio.Event()
-
-        async def on_shutdown() -> None:
-            await shutdown.wait()
-            listener.served.hub.begin_shutdown()
-
-        super().__init__(
-            _sse_body(listener),
-            ping=ping,
-            send_timeout=send_timeout,
-            headers={"X-Agentnb-Run-Id": listener.served.id},
-            data_sender_callable=on_shutdown,
-            shutdown_event=shutdown,
-            shutdown_grace_period=_SHUTDOWN_GRACE,
-        )
-        self.listener = listener
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.listener.close()
-
-
-async def _sse_body(listener: Listener) -> AsyncIterator[bytes]:
-    # Each event is its own SSE event, but a fast agent costs few writes.
-    async for frames in listener:
-        yield frames[0] if len(frames) == 1 else b"".join(frames)
 
 
 def create_app(
