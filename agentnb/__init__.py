@@ -128,9 +128,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # `agentnb.notebook`, `agentnb.client`, `agentnb.server` after a bare `import agentnb`,
-    # imported only when asked for (each needs its extra).
-    if name in ("notebook", "client", "server"):
+    # `agentnb.notebook`, `agentnb.client`, `agentnb.server`, `agentnb.redis` after a bare
+    # `import agentnb`, imported only when asked for (each needs its extra).
+    if name in ("notebook", "client", "server", "redis"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.bench
         ),
         ("bench_server.py", ["events/s, one stream", "p99 latency", "RSS per open stream"]),
         ("bench_protocols.py", ["events/s, AG-UI", "events/s, AI SDK"]),
+        ("bench_redis.py", ["events/s, store vs pipelined XADD", "memory per frame in Redis"]),
     ],
 )
 def test_a_benchmark_runs_quick_and_prints_its_summary(script: str, measures: list[str]) -> None:

@@ -1,0 +1,31 @@
+"""Runs that outlive their process: served runs' frames in Redis Streams.
+
+::
+
+    from agentnb.redis import RedisStore
+    async with RedisStore("redis://127.0.0.1:6379/0") as store:
+        writer = store.writer(run_id)             # append(frame) from any thread
+        writer.append(frame); writer.append(end, last=True)
+        await writer.aclose()                     # everything is in Redis
+        async for frames in store.read(run_id, after=41):   # from any process
+            ...
+
+One stream per run (``agentnb:run:<run id>``), the frame at position *n* in the
+entry ``<n+1>-0``; bounded in entries and bytes, kept ``ttl`` seconds after the
+run's terminal frame. A reader behind the trimming gets :class:`Expired`; Redis
+down, or restarted without its data, raises :class:`StoreError` naming the URL.
+Needs the ``redis`` extra (redis-py's asyncio client; hiredis parses faster).
+"""
+
+from __future__ import annotations
+
+try:
+    import redis  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError(
+        f"agentnb.redis needs the redis extra ({exc.name} is missing): pip install 'agentnb[redis]'"
+    ) from exc
+
+from ._store import Expired, RedisStore, RunInfo, RunWriter, StoreError, StreamMissing
+
+__all__ = ["Expired", "RedisStore", "RunInfo", "RunWriter", "StoreError", "StreamMissing"]

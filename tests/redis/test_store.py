@@ -1,0 +1,460 @@
+"""The Redis Streams store of served runs, against a real redis-server and redis-py's client.
+
+Every frame is read back exactly once and in order, from any position, live or
+from the backlog; the trimming (by entries and by bytes) is exact and a reader
+behind it is told; the TTL follows the run's end; Redis going away, or coming
+back with or without its data, gives a clear error or an exact continuation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
+
+import pytest
+import redis._defaults
+import redis.asyncio as aioredis
+
+from agentnb import TextChunk
+from agentnb.redis import Expired, RedisStore, StoreError, StreamMissing
+from agentnb.redis._store import BATCH, ENTRY_OVERHEAD, redact
+from agentnb.server._wire import parse_event_id, sse_data, sse_frame
+from harness.redis import RedisServer, redis_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    """One redis-server for the module's tests that do not stop it."""
+    with redis_server() as started:
+        yield started
+
+
+@pytest.fixture
+async def store(server: RedisServer) -> AsyncIterator[RedisStore]:
+    async with RedisStore(server.url) as opened:
+        yield opened
+
+
+def new_run() -> str:
+    return uuid.uuid4().hex
+
+
+def frame(n: int, size: int = 0) -> bytes:
+    """The frame at position *n*: it names its position (padded to *size* bytes)."""
+    head = f"frame {n};".encode()
+    return head + b"x" * max(size - len(head), 0)
+
+
+async def read_all(store: RedisStore, run_id: str, after: int = -1) -> list[bytes]:
+    frames: list[bytes] = []
+    async for batch in store.read(run_id, after):
+        assert batch, "a reader never yields an empty batch"
+        frames += batch
+    return frames
+
+
+async def write(store: RedisStore, run_id: str, n: int, *, end: bool = True) -> None:
+    """Frames 0 .. n-1 of *run_id* (the last one terminal if *end*), all in Redis."""
+    writer = store.writer(run_id)
+    for i in range(n):
+        writer.append(frame(i), last=end and i == n - 1)
+    await writer.aclose()
+
+
+# -- each frame once, in order ---------------------------------------------------------
+
+
+async def test_frames_written_on_the_loop_are_read_back_once_in_order_from_any_position(
+    store: RedisStore,
+) -> None:
+    run_id = new_run()
+    await write(store, run_id, 2500)  # more than one pipeline and one XRANGE page
+    assert 2 * BATCH < 2500
+    whole = [frame(i) for i in range(2500)]
+    assert await read_all(store, run_id) == whole
+    assert await read_all(store, run_id, after=0) == whole[1:]
+    assert await read_all(store, run_id, after=1234) == whole[1235:]
+    assert await read_all(store, run_id, after=2498) == whole[2499:]
+    assert await read_all(store, run_id, after=2499) == []  # the terminal frame was had
+    info = await store.info(run_id)
+    assert info is not None
+    assert (info.count, info.first, info.held, info.ended) == (2500, 0, 2500, True)
+
+
+async def test_frames_appended_from_threads_are_read_back_once_in_position_order(
+    store: RedisStore,
+) -> None:
+    run_id = new_run()
+    writer = store.writer(run_id)
+    placed: dict[int, bytes] = {}  # position -> frame, as append answered
+
+    def emitting(thread: int) -> None:
+        for i in range(500):
+            data = f"thread {thread} frame {i}".encode()
+            placed[writer.append(data)] = data
+
+    threads = [threading.Thread(target=emitting, args=(t,)) for t in range(4)]
+    placed[writer.append(b"the start")] = b"the start"
+    await writer.flush()  # the stream exists before anyone reads it
+    reader = asyncio.create_task(read_all(store, run_id))
+    for thread in threads:
+        thread.start()
+
+    def join() -> None:
+        for thread in threads:
+            thread.join()
+
+    await asyncio.to_thread(join)
+    placed[writer.append(b"the end", last=True)] = b"the end"
+    await writer.aclose()
+    got = await reader
+    assert got == [placed[n] for n in range(len(placed))]
+    assert len(got) == len(set(got)) == 2002
+    for t in range(4):  # each thread's frames in the order it appended them
+        mine = [f for f in got if f.startswith(f"thread {t} ".encode())]
+        assert mine == [f"thread {t} frame {i}".encode() for i in range(500)]
+
+
+async def test_two_live_readers_get_every_frame_once_while_it_is_written(
+    store: RedisStore,
+) -> None:
+    run_id = new_run()
+    writer = store.writer(run_id)
+    writer.append(frame(0))
+    await writer.flush()  # the stream exists before anyone reads it
+    readers = [asyncio.create_task(read_all(store, run_id)) for _ in range(2)]
+    for i in range(1, 300):
+        writer.append(frame(i), last=i == 299)
+        if i % 7 == 0:
+            await asyncio.sleep(0.001)  # the readers wait in XREAD BLOCK now and then
+    await writer.aclose()
+    whole = [frame(i) for i in range(300)]
+    assert await readers[0] == whole
+    assert await readers[1] == whole
+
+
+async def test_the_frames_of_one_loop_turn_go_in_one_pipeline(
+    server: RedisServer, store: RedisStore
+) -> None:
+    async with aioredis.Redis.from_url(server.url) as admin:
+        await admin.config_resetstat()
+        writer = store.writer(new_run())
+        for i in range(2 * BATCH + 5):  # one loop turn: three pipelines of at most BATCH
+            writer.append(frame(i))
+        await writer.aclose()
+        stats = await admin.info("commandstats")
+    # Each pipeline sets the key's expiry once.
+    assert stats["cmdstat_xadd"]["calls"] == 2 * BATCH + 5
+    assert stats["cmdstat_pexpire"]["calls"] == 3
+
+
+async def test_the_terminal_frame_ends_readers_and_nothing_follows_it(store: RedisStore) -> None:
+    run_id = new_run()
+    writer = store.writer(run_id)
+    writer.append(frame(0))
+    await writer.flush()
+    waiting = asyncio.create_task(read_all(store, run_id, after=0))
+    await asyncio.sleep(0.05)  # (it waits in XREAD BLOCK, or is about to)
+    writer.append(frame(1), last=True)
+    with pytest.raises(ValueError, match="last frame is already in"):
+        writer.append(frame(2))
+    await writer.aclose()
+    assert await waiting == [frame(1)]
+    with pytest.raises(ValueError, match="writer is closed"):
+        writer.append(frame(2))
+
+
+async def test_a_resume_from_a_last_event_id_is_exact(store: RedisStore) -> None:
+    run_id = new_run()
+    writer = store.writer(run_id)
+    for n in range(40):
+        event = TextChunk(text=f"chunk {n}")
+        writer.append(sse_frame(event, event.to_json(), run_id, writer.count), last=n == 39)
+    await writer.aclose()
+    first_read = []
+    async with aclosing(store.read(run_id)) as reading:
+        async for batch in reading:
+            first_read += batch
+            break  # the client drops here
+    last_id = first_read[-1].split(b"\r\n", 1)[0].removeprefix(b"id: ").decode()
+    after = parse_event_id(last_id, run_id)
+    rest = await read_all(store, run_id, after)
+    joined = first_read + rest
+    assert [f"{run_id}:{n}".encode() in f for n, f in enumerate(joined)] == [True] * 40
+    assert [sse_data(f) for f in joined] == [
+        TextChunk(text=f"chunk {n}").to_json() for n in range(40)
+    ]
+    after = parse_event_id(f"{run_id}:17", run_id)
+    assert await read_all(store, run_id, after) == joined[18:]
+
+
+async def test_a_position_past_the_end_and_an_unknown_run_are_refused(store: RedisStore) -> None:
+    run_id = new_run()
+    await write(store, run_id, 5, end=False)
+    with pytest.raises(ValueError, match=r"has 5 frames \(positions 0 to 4\); position 5"):
+        await read_all(store, run_id, after=5)
+    unknown = new_run()
+    with pytest.raises(StreamMissing, match=f"run {unknown} has no stream"):
+        await read_all(store, unknown)
+    assert not await store.exists(unknown)
+    assert await store.info(unknown) is None
+
+
+async def test_a_second_writer_of_a_run_is_refused_not_interleaved(store: RedisStore) -> None:
+    run_id = new_run()
+    await write(store, run_id, 3, end=False)
+    second = store.writer(run_id, start=1)  # thinks it is at position 1: Redis has 0 to 2
+    second.append(b"intruder")
+    with pytest.raises(StoreError, match=r"refused position 1.*another writer"):
+        await second.aclose()
+    with pytest.raises(StoreError, match="refused position 1"):
+        second.append(b"again")
+    assert await read_all_without_end(store, run_id, 3) == [frame(i) for i in range(3)]
+    going_on = store.writer(run_id, start=3)  # a writer that knows where the stream is
+    going_on.append(frame(3), last=True)
+    await going_on.aclose()
+    assert await read_all(store, run_id) == [frame(i) for i in range(4)]
+
+
+async def read_all_without_end(
+    store: RedisStore, run_id: str, n: int, after: int = -1
+) -> list[bytes]:
+    """The first *n* frames after *after* of a run that has not ended."""
+    frames: list[bytes] = []
+    async with aclosing(store.read(run_id, after)) as reading:
+        async for batch in reading:
+            frames += batch
+            if len(frames) >= n:
+                break
+    return frames
+
+
+# -- trimming -------------------------------------------------------------------------
+
+
+async def test_a_run_keeps_its_newest_frames_by_count_exactly(server: RedisServer) -> None:
+    async with RedisStore(server.url, keep_count=10) as store:
+        run_id = new_run()
+        writer = store.writer(run_id)
+        for i in range(95):
+            writer.append(frame(i))
+            if i % 10 == 3:
+                await writer.flush()  # several pipelines, each trimming
+        await writer.aclose()
+        info = await store.info(run_id)
+        assert info is not None
+        assert (info.count, info.first, info.held) == (95, 85, 10)
+        assert await read_all_without_end(store, run_id, 10, after=84) == [
+            frame(i) for i in range(85, 95)
+        ]
+
+
+async def test_a_run_keeps_its_newest_frames_by_bytes_and_always_the_newest(
+    server: RedisServer,
+) -> None:
+    cost = 200 + ENTRY_OVERHEAD
+    async with RedisStore(server.url, keep_bytes=7 * cost + cost // 2) as store:
+        run_id = new_run()
+        writer = store.writer(run_id)
+        for i in range(50):
+            writer.append(frame(i, size=200))
+            await asyncio.sleep(0)
+        await writer.flush()
+        info = await store.info(run_id)
+        assert info is not None
+        assert (info.count, info.first, info.held) == (50, 43, 7)
+        writer.append(frame(50, size=100_000), last=True)  # bigger than the bound: it stays
+        await writer.aclose()
+        info = await store.info(run_id)
+        assert info is not None
+        assert (info.count, info.first, info.held, info.ended) == (51, 50, 1, True)
+        assert await read_all(store, run_id, after=49) == [frame(50, size=100_000)]
+
+
+async def test_a_reader_behind_the_trimming_is_told_with_the_first_position_held(
+    server: RedisServer,
+) -> None:
+    async with RedisStore(server.url, keep_count=20) as store:
+        run_id = new_run()
+        writer = store.writer(run_id)
+        for i in range(15):
+            writer.append(frame(i))
+        await writer.flush()
+        reader = store.read(run_id)
+        assert await anext(reader) == [frame(i) for i in range(15)]
+        for i in range(15, 60):  # the reader stops reading meanwhile
+            writer.append(frame(i))
+        await writer.flush()
+        with pytest.raises(Expired) as behind:
+            await anext(reader)
+        assert (behind.value.position, behind.value.first) == (15, 40)
+        with pytest.raises(Expired) as resumed:  # and resuming there is refused too
+            await read_all(store, run_id, after=14)
+        assert (resumed.value.position, resumed.value.first) == (15, 40)
+        writer.append(frame(60), last=True)
+        await writer.aclose()
+        assert await read_all(store, run_id, after=40) == [frame(i) for i in range(41, 61)]
+
+
+# -- expiry -------------------------------------------------------------------------------
+
+
+async def test_the_stream_expires_ttl_seconds_after_the_run_ends(server: RedisServer) -> None:
+    async with RedisStore(server.url, ttl=0.3, idle_ttl=60) as store:
+        run_id = new_run()
+        writer = store.writer(run_id)
+        writer.append(frame(0))
+        await writer.flush()
+        live = await store.info(run_id)
+        assert live is not None
+        assert live.ttl is not None
+        assert 0.3 < live.ttl <= 60  # while it runs: the idle TTL, refreshed by each write
+        writer.append(frame(1), last=True)
+        await writer.aclose()
+        ended = await store.info(run_id)
+        assert ended is not None
+        assert ended.ended
+        assert ended.ttl is not None
+        assert 0 < ended.ttl <= 0.3
+        await eventually_gone(store, run_id)
+        with pytest.raises(StreamMissing):
+            await read_all(store, run_id)
+
+
+async def eventually_gone(store: RedisStore, run_id: str) -> None:
+    start = time.perf_counter()
+    while await store.exists(run_id):
+        assert time.perf_counter() - start < 5, f"run {run_id}'s stream did not expire"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_block_longer_than_redis_pys_default_socket_timeout_waits(
+    server: RedisServer,
+) -> None:
+    block = redis._defaults.DEFAULT_SOCKET_TIMEOUT + 0.5  # an XREAD BLOCK that would time out
+    # reconnect=0: a socket timeout would fail the reader, not be retried out of sight.
+    async with RedisStore(server.url, block=block, reconnect=0) as store:
+        run_id = new_run()
+        writer = store.writer(run_id)
+        writer.append(frame(0))
+        await writer.flush()
+        reader = asyncio.create_task(read_all(store, run_id, after=0))
+        await asyncio.sleep(block + 0.5)  # the reader sat in one whole BLOCK, and into the next
+        assert not reader.done()
+        writer.append(frame(1), last=True)
+        await writer.aclose()
+        assert await reader == [frame(1)]
+
+
+# -- Redis down, or restarted --------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port  # nothing listens on it once the socket is closed
+
+
+async def test_no_redis_at_the_url_is_a_clear_error_naming_it_without_its_password() -> None:
+    url = f"redis://:hunter2@127.0.0.1:{closed_port()}/0"
+    shown = url.replace(":hunter2@", ":***@")
+    async with RedisStore(url, reconnect=0.2) as store:
+        run_id = new_run()
+        with pytest.raises(StoreError, match=re.escape(f"Redis at {shown}: looking up run")):
+            await store.exists(run_id)
+        with pytest.raises(StoreError, match=re.escape(f"Redis at {shown}: reading run")):
+            await asyncio.wait_for(read_all(store, run_id), 10)
+        writer = store.writer(run_id)
+        writer.append(frame(0))
+        with pytest.raises(StoreError, match=re.escape(f"Redis at {shown}: writing run")) as failed:
+            await asyncio.wait_for(writer.flush(), 10)
+        assert "hunter2" not in str(failed.value)
+        with pytest.raises(StoreError, match="writing run"):
+            writer.append(frame(1))  # the agent's next emit is told
+        with pytest.raises(StoreError):
+            await writer.aclose()
+
+
+def test_a_password_in_the_url_is_hidden_wherever_it_is_written() -> None:
+    assert redact("redis://:s3cr%40t@10.0.0.5:6379/0") == "redis://:***@10.0.0.5:6379/0"
+    assert redact("rediss://app:s3cret@cache/1") == "rediss://app:***@cache/1"
+    assert redact("unix:///run/redis.sock?db=2&password=s3cret") == (
+        "unix:///run/redis.sock?db=2&password=***"
+    )
+    assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+async def test_redis_stopped_mid_stream_fails_the_writer_and_the_reader_clearly() -> None:
+    with redis_server() as server:
+        async with RedisStore(server.url, reconnect=0.5) as store:
+            run_id = new_run()
+            writer = store.writer(run_id)
+            writer.append(frame(0))
+            await writer.flush()
+            async with aclosing(store.read(run_id)) as reader:
+                assert await anext(reader) == [frame(0)]
+                waiting = asyncio.ensure_future(anext(reader))  # in XREAD BLOCK
+                await asyncio.sleep(0.05)
+                await asyncio.to_thread(server.stop)
+                writer.append(frame(1))
+                url = re.escape(server.url)
+                with pytest.raises(StoreError, match=f"Redis at {url}: reading run {run_id}"):
+                    await asyncio.wait_for(waiting, 10)
+                with pytest.raises(StoreError, match=f"Redis at {url}: writing run {run_id}"):
+                    await asyncio.wait_for(writer.flush(), 10)
+                with pytest.raises(StoreError):
+                    await writer.aclose()
+
+
+async def test_redis_restarted_without_its_data_is_a_clear_error_not_a_stream_with_a_hole() -> None:
+    with redis_server() as server:
+        async with RedisStore(server.url, reconnect=10) as store:
+            run_id = new_run()
+            writer = store.writer(run_id)
+            for i in range(20):
+                writer.append(frame(i))
+            await writer.flush()
+            async with aclosing(store.read(run_id)) as reader:
+                assert await anext(reader) == [frame(i) for i in range(20)]
+                waiting = asyncio.ensure_future(anext(reader))  # in XREAD BLOCK
+                await asyncio.sleep(0.05)
+                await asyncio.to_thread(server.stop)
+                await asyncio.to_thread(server.start)
+                with pytest.raises(StreamMissing, match=f"run {run_id} has no stream"):
+                    await asyncio.wait_for(waiting, 10)
+            writer.append(frame(20))
+            with pytest.raises(StreamMissing, match=f"run {run_id} has no stream"):
+                await asyncio.wait_for(writer.flush(), 10)
+            assert not await store.exists(run_id)  # nothing began it again
+            with pytest.raises(StoreError):
+                await writer.aclose()
+
+
+async def test_redis_restarted_with_appendonly_the_run_goes_on_from_the_exact_position() -> None:
+    with redis_server(appendonly=True) as server:
+        async with RedisStore(server.url, reconnect=10) as store:
+            run_id = new_run()
+            writer = store.writer(run_id)
+            for i in range(50):
+                writer.append(frame(i))
+            await writer.flush()
+            reader = asyncio.create_task(read_all(store, run_id))  # live across the restart
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(server.stop)
+            for i in range(50, 100):  # while Redis is down: the writer keeps trying
+                writer.append(frame(i))
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(server.start)
+            for i in range(100, 150):
+                writer.append(frame(i), last=i == 149)
+            await asyncio.wait_for(writer.aclose(), 10)
+            whole = [frame(i) for i in range(150)]
+            assert await asyncio.wait_for(reader, 10) == whole
+            assert await read_all(store, run_id, after=49) == whole[50:]
