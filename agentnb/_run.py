@@ -658,6 +658,18 @@ def _checked(event: object) -> Event | str:
 # -- module-level verbs --------------------------------------------------------
 
 
+def set_current(run: Run) -> contextvars.Token[Run | None]:
+    """Make *run* the current run in this context (``emit`` goes to it) until
+    ``reset_current(token)``: for code that drives a run from outside the run's own task
+    (a transport's ``with`` block in another process). Not public API."""
+    return _current_run.set(run)
+
+
+def reset_current(token: contextvars.Token[Run | None]) -> None:
+    """Undo ``set_current``."""
+    _current_run.reset(token)
+
+
 def current_run() -> Run:
     """The run the calling code belongs to; raises ``NoActiveRun`` outside a run."""
     run = _current_run.get()

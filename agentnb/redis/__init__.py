@@ -26,6 +26,20 @@ except ImportError as exc:  # pragma: no cover - the message is the point
         f"agentnb.redis needs the redis extra ({exc.name} is missing): pip install 'agentnb[redis]'"
     ) from exc
 
+from ._attach import Handle, RemoteError, RemoteLost, ShareClosed, attach, share
 from ._store import Expired, RedisStore, RunInfo, RunWriter, StoreError, StreamMissing
 
-__all__ = ["Expired", "RedisStore", "RunInfo", "RunWriter", "StoreError", "StreamMissing"]
+__all__ = [
+    "Expired",
+    "Handle",
+    "RedisStore",
+    "RemoteError",
+    "RemoteLost",
+    "RunInfo",
+    "RunWriter",
+    "ShareClosed",
+    "StoreError",
+    "StreamMissing",
+    "attach",
+    "share",
+]

@@ -171,6 +171,9 @@ class RedisStore:
     then :class:`StoreError`. Use it on one event loop; ``aclose()`` when done.
     """
 
+    Error = StoreError  # what a failing Redis raises, for code that holds only the store
+    Trimmed = Expired  # what a reader behind the trimming gets
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -336,6 +339,24 @@ class RedisStore:
             return bool(await self.redis.exists(self.key(run_id)))
         except RedisError as exc:
             raise self.error(f"looking up run {run_id}: {exc}") from exc
+
+    async def wait_begun(self, run_id: str) -> bool:
+        """Whether run *run_id* has a stream, waiting for its first frame at most one
+        BLOCK time (XREAD BLOCK on a missing key waits for the XADD that makes it)."""
+        if await self.exists(run_id):
+            return True
+        try:
+            await self.redis.xread({self.key(run_id): "0-0"}, count=1, block=int(self.block * 1000))
+        except RedisError as exc:
+            raise self.error(f"waiting for run {run_id}: {exc}") from exc
+        return await self.exists(run_id)
+
+    def control(self, handle: Any) -> Any:
+        """This server process's side of the run records and the control channel, for a
+        server front holding only the store (see ``_control.Control``)."""
+        from ._control import Control
+
+        return Control(self, handle)
 
     async def delete(self, run_id: str) -> bool:
         """Drop run *run_id*'s stream; whether it had one."""

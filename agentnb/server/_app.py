@@ -6,7 +6,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
@@ -26,6 +26,9 @@ from ._requests import parse_answer, parse_start, read_json
 from ._response import RunEventStream
 from ._wire import parse_event_id
 from ._ws import serve_websocket
+
+if TYPE_CHECKING:
+    from ..redis import RedisStore
 
 __all__ = ["LOCAL_HOSTS", "create_app"]
 
@@ -81,6 +84,7 @@ def create_app(
     allowed_hosts: Sequence[str] = LOCAL_HOSTS,
     max_buffer: int = 256 * MiB,
     send_timeout: float | None = 10.0,
+    store: RedisStore | None = None,
 ) -> FastAPI:
     """A FastAPI app serving *agents* (default: every registered agent, looked up live).
 
@@ -95,9 +99,13 @@ def create_app(
     a keep-alive comment every *ping* seconds. Requests must name this machine in
     their Host header (*allowed_hosts*, e.g. ``["agents.example.com"]``; ``["*"]``
     for any), so a web page elsewhere cannot reach a local server by DNS
-    rebinding. Serve it with ``agentnb.server.serve(app)`` (timeouts and a
-    connection cap included) or any ASGI server; bind it to 127.0.0.1 unless you
-    mean to expose your agents.
+    rebinding. With a *store* (``agentnb.redis.RedisStore(url)``) any number of
+    server processes on one Redis serve every run: the process that starts a run
+    runs its agent and writes its events to Redis; any process streams, resumes,
+    describes, cancels and answers it (the app closes the store when it stops).
+    Serve it with ``agentnb.server.serve(app)`` (timeouts and a connection cap
+    included) or any ASGI server; bind it to 127.0.0.1 unless you mean to expose
+    your agents.
     """
     if allowed_hosts is None:
         raise TypeError(
@@ -113,7 +121,9 @@ def create_app(
         keep_finished=keep_finished,
         keep_seconds=keep_seconds,
         max_buffer=max_buffer,
+        store=store,
     )
+    shared = hub.shared
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,8 +132,12 @@ def create_app(
         # previous server (it is never reset, and would end every new stream).
         hub.closing = False
         AppStatus.should_exit = False
+        if shared is not None:
+            await shared.start()
         yield
         await hub.aclose()
+        if shared is not None:
+            await shared.aclose()
 
     app = FastAPI(
         title="agentnb",
@@ -169,20 +183,29 @@ def create_app(
         """
         start = parse_start(await read_json(request, max_body))
         served = hub.start(start.agent, start.args, start.on_disconnect)
+        await hub.announced(served)
         return RunEventStream(served.listen(), ping=ping, send_timeout=send_timeout)
 
     @app.get("/api/runs/{run_id}/events", response_class=EventSourceResponse)
     async def resume_run(request: Request, run_id: str) -> Response:
         """Stream a run's events after ``Last-Event-ID`` (header or ``last_event_id`` query)."""
-        served = hub.get(run_id)
+        served = hub.find(run_id)
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         after = parse_event_id(last, run_id) if last else -1
+        if served is None:  # another process's run: read from the store
+            assert shared is not None
+            listener = await shared.listen(run_id, after)
+            return RunEventStream(listener, ping=ping, send_timeout=send_timeout)
         return RunEventStream(served.listen(after), ping=ping, send_timeout=send_timeout)
 
     @app.get("/api/runs/{run_id}")
     async def describe_run(run_id: str) -> dict[str, Any]:
         """A run's state: status, events so far, listeners, the questions waiting for an answer."""
-        return hub.get(run_id).describe()
+        served = hub.find(run_id)
+        if served is None:
+            assert shared is not None
+            return await shared.describe(run_id)
+        return served.describe()
 
     @app.post("/api/runs/{run_id}/answer")
     async def answer_question(request: Request, run_id: str) -> Response:
@@ -192,8 +215,12 @@ def create_app(
         default). Exactly one answer is taken: 404 for an unknown question, 409 for one already
         answered or whose run has ended, 422 for a value outside its choices.
         """
-        served = hub.get(run_id)
+        served = hub.find(run_id)
         answer = parse_answer(await read_json(request, max_body))
+        if served is None:
+            assert shared is not None
+            taken = await shared.answer(run_id, answer.ask_id, answer.value, answer.by)
+            return Response(json.dumps(taken), media_type="application/json")
         served.answer(answer.ask_id, answer.value, answer.by)
         taken = {"run_id": run_id, "ask_id": answer.ask_id, "value": answer.value, "by": answer.by}
         # ASCII escapes: an answer may hold a lone surrogate (valid JSON, not UTF-8).
@@ -202,7 +229,10 @@ def create_app(
     @app.post("/api/runs/{run_id}/cancel")
     async def cancel_run(run_id: str) -> dict[str, Any]:
         """Cancel a run (its stream ends with a ``cancelled`` event); idempotent."""
-        served = hub.get(run_id)
+        served = hub.find(run_id)
+        if served is None:  # another process runs it: the request goes there
+            assert shared is not None
+            return await shared.cancel(run_id)
         if served.run is not None:
             served.run.cancel("cancelled by a client")
         return served.describe()

@@ -21,13 +21,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from .._events import JSON
 from .._registry import AgentInfo, list_agents
 from .._run import start
 from ._buffer import ReplayBuffer
-from ._errors import Expired, OverBudget, ShuttingDown, UnknownAgent, UnknownRun
+from ._errors import ApiError, Expired, OverBudget, ShuttingDown, UnknownAgent, UnknownRun
 from ._served import OnDisconnect, ServedRun
+from ._stored import SharedRuns
+
+if TYPE_CHECKING:
+    from ..redis import RedisStore
 
 __all__ = ["Budget", "RunHub"]
 
@@ -111,6 +116,7 @@ class RunHub:
         keep_seconds: float = 300.0,
         max_buffer: int = 256 * MiB,
         replay_bytes: int | None = None,
+        store: RedisStore | None = None,
     ) -> None:
         if replay_size < 1:
             raise ValueError(f"replay_size must be at least 1, got {replay_size}")
@@ -129,6 +135,8 @@ class RunHub:
         self._finished: OrderedDict[str, ServedRun] = OrderedDict()
         self._evicted: OrderedDict[str, None] = OrderedDict()
         self._clock: Callable[[], float] = time.monotonic
+        # With a store, the runs are also in Redis, and those of other processes served here.
+        self.shared = SharedRuns(self, store) if store is not None else None
 
     @property
     def agents(self) -> dict[str, AgentInfo]:
@@ -175,7 +183,29 @@ class RunHub:
         served.metadata = metadata
         start(info.fn, *args, sink=served, name=info.name)
         self._runs[served.id] = served
+        if self.shared is not None:
+            served.announced = self.shared.announce(served)
         return served
+
+    async def announced(self, served: ServedRun) -> None:
+        """Wait until *served* is found from any process (with a store; at once without)."""
+        if served.announced is None:
+            return
+        try:
+            await served.announced
+        except Exception as exc:  # Redis failed: other processes could not serve it
+            if served.run is not None:
+                served.run.cancel("the run could not be recorded in Redis")
+            raise ApiError(503, "store_unavailable", f"the run was not started: {exc}") from exc
+
+    def find(self, run_id: str) -> ServedRun | None:
+        """The run if this process holds it; None when it may be another's (with a store)."""
+        try:
+            return self.get(run_id)
+        except (UnknownRun, Expired):
+            if self.shared is None:
+                raise
+            return None
 
     def get(self, run_id: str) -> ServedRun:
         self._purge()

@@ -20,13 +20,14 @@ from sse_starlette import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
 from ._served import Listener
+from ._stored import StoreListener
 
 __all__ = ["RunEventStream"]
 
 SHUTDOWN_GRACE = 5.0  # seconds a stream has to send its run's end when the server stops
 
 
-async def _frames(listener: Listener) -> AsyncIterator[bytes]:
+async def _frames(listener: Listener | StoreListener) -> AsyncIterator[bytes]:
     # Each event is its own SSE event, but a fast agent costs few writes.
     async for frames in listener:
         yield frames[0] if len(frames) == 1 else b"".join(frames)
@@ -39,7 +40,7 @@ class RunEventStream(EventSourceResponse):
 
     def __init__(
         self,
-        listener: Listener,
+        listener: Listener | StoreListener,
         *,
         ping: float,
         send_timeout: float | None,

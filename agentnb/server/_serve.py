@@ -159,6 +159,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: the open-file limit, raised to its hard limit if need be, less 64; "
         "at most 4096)",
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share runs with every server on this Redis (e.g. redis://127.0.0.1:6379/0): any "
+        "of them streams, resumes, describes, cancels and answers a run another started "
+        "(needs agentnb[redis])",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn's log level (default: info)")
     return parser
 
@@ -170,6 +177,11 @@ def _say(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.app and args.redis:
+        parser.error(
+            "--redis builds the demo server's store; an --app brings its own: "
+            "create_app(store=agentnb.redis.RedisStore(url))"
+        )
     if args.app and args.allow_host:
         parser.error(
             "--allow-host names the demo server's hosts; an --app keeps its own guard: "
@@ -195,7 +207,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .. import demo  # noqa: F401  (registers the demo agents)
 
         allowed = _allowed_hosts(args.host, args.allow_host)
-        app = create_app(allowed_hosts=allowed)
+        store = None
+        if args.redis:
+            try:
+                from ..redis import RedisStore
+            except ImportError as exc:
+                parser.error(str(exc))
+            try:
+                store = RedisStore(args.redis)
+            except ValueError as exc:
+                parser.error(f"--redis: {exc}")
+        app = create_app(allowed_hosts=allowed, store=store)
         if allowed == [ANY_HOST]:
             _say(
                 "--allow-host '*': requests naming any Host are answered, so a web page "

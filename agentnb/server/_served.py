@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -36,11 +37,14 @@ from ._errors import BadEventId, Ended, Expired, refused
 from ._wire import sse_data, sse_frame, ws_event
 
 if TYPE_CHECKING:
+    from ..redis import RunWriter
     from ._hub import RunHub
 
 __all__ = ["Listener", "OnDisconnect", "ServedRun"]
 
 OnDisconnect = Literal["cancel", "continue"]
+
+logger = logging.getLogger("agentnb.server")
 
 
 class ServedRun:
@@ -49,6 +53,8 @@ class ServedRun:
     inline = True  # called by emit itself: see agentnb's sink protocol
     answers = True  # its questions wait for an answer sent to the server
     metadata: Mapping[str, JSON] | None = None  # given to its run at start (Run.metadata)
+    writer: RunWriter | None = None  # with a store: its frames go to Redis too
+    announced: asyncio.Task[None] | None = None  # with a store: its record is being written
 
     def __init__(
         self, hub: RunHub, agent: str, on_disconnect: OnDisconnect, buffer: ReplayBuffer
@@ -95,6 +101,9 @@ class ServedRun:
         self._status = run.status
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        shared = self.hub.shared
+        if shared is not None:
+            self.writer = shared.store.writer(run.id)
 
     def send(self, event: Event) -> None:
         terminal = event.terminal and event.run_id == self.id
@@ -104,6 +113,8 @@ class ServedRun:
             self._asked.pop(event.ask_id, None)
         frame = sse_frame(event, event.to_json(), self.id, self.buffer.count)
         added = self.buffer.append(frame, last=terminal)
+        if self.writer is not None:
+            self._store(frame, terminal)
         with self._lock:
             waiting, self._waiting = self._waiting, []
         if waiting:
@@ -117,6 +128,17 @@ class ServedRun:
             self.ended_at = time.monotonic()
             self._asked = {}
             self.hub._ended(self)
+            if self.hub.shared is not None:
+                self.hub.shared.ended(self)  # its last frames flushed, its record updated
+
+    def _store(self, frame: bytes, terminal: bool) -> None:
+        writer = self.writer
+        assert writer is not None
+        try:
+            writer.append(frame, last=terminal)
+        except Exception as exc:  # Redis failed: the run goes on, served from memory here
+            self.writer = None
+            logger.warning("agentnb: run %s is no longer stored in Redis: %s", self.id, exc)
 
     def _wake(self, listeners: list[Listener]) -> None:
         if threading.get_ident() == self._loop_thread:

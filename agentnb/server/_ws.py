@@ -33,6 +33,7 @@ from ._errors import ApiError
 from ._hub import RunHub
 from ._requests import decode_json, parse_answer, parse_start
 from ._served import Listener
+from ._stored import StoreListener
 from ._wire import parse_event_id, ws_message
 
 __all__ = ["serve_websocket"]
@@ -133,34 +134,48 @@ class _Session:
             fields = {k: v for k, v in request.items() if k not in ("type", "ref")}
             start = parse_start(fields, what="a start message")
             served = self.hub.start(start.agent, start.args, start.on_disconnect)
+            await self.hub.announced(served)
             await self.follow(served.listen(), "started", ref)
         elif kind == "cancel":
-            served = self.hub.get(_run_id(request))
-            if served.run is not None:
-                served.run.cancel("cancelled by a client")
+            run_id = _run_id(request)
+            found = self.hub.find(run_id)
+            if found is None:  # another process runs it: the request goes there
+                assert self.hub.shared is not None
+                await self.hub.shared.cancel(run_id)
+            elif found.run is not None:
+                found.run.cancel("cancelled by a client")
         elif kind == "attach":
             run_id = _run_id(request)
-            served = self.hub.get(run_id)
+            found = self.hub.find(run_id)
             last = request.get("last_event_id")
             if last is not None and not isinstance(last, str):
                 raise ApiError(
                     422, "bad_request", '"last_event_id" must be a string "<run id>:<n>"'
                 )
             after = parse_event_id(last, run_id) if last else -1
-            await self.follow(served.listen(after), "attached", ref)
+            if found is None:  # another process's run: read from the store
+                assert self.hub.shared is not None
+                await self.follow(await self.hub.shared.listen(run_id, after), "attached", ref)
+            else:
+                await self.follow(found.listen(after), "attached", ref)
         elif kind == "answer":
-            served = self.hub.get(_run_id(request))
+            run_id = _run_id(request)
+            found = self.hub.find(run_id)
             fields = {k: v for k, v in request.items() if k not in ("type", "ref", "run_id")}
             answer = parse_answer(fields, what="an answer message", by="socket")
             try:
-                served.answer(answer.ask_id, answer.value, answer.by)
+                if found is None:  # another process runs it: the answer goes there
+                    assert self.hub.shared is not None
+                    await self.hub.shared.answer(run_id, answer.ask_id, answer.value, answer.by)
+                else:
+                    found.answer(answer.ask_id, answer.value, answer.by)
             except ApiError as exc:  # refused: say which question (the run keeps waiting)
-                await self.send(exc.ws(ref, run_id=served.id, ask_id=answer.ask_id))
+                await self.send(exc.ws(ref, run_id=run_id, ask_id=answer.ask_id))
                 return
             await self.send(
                 ws_message(
                     "answered",
-                    run_id=served.id,
+                    run_id=run_id,
                     ask_id=answer.ask_id,
                     value=answer.value,
                     by=answer.by,
@@ -170,7 +185,7 @@ class _Session:
         else:
             raise ApiError(422, "bad_request", f"unknown message type {kind!r}; use {kinds}")
 
-    async def follow(self, listener: Listener, kind: str, ref: JSON) -> None:
+    async def follow(self, listener: Listener | StoreListener, kind: str, ref: JSON) -> None:
         """Say which run this is (``started`` / ``attached``), then stream its events."""
         served = listener.served
         try:
@@ -182,7 +197,7 @@ class _Session:
         self.pumps.add(task)
         task.add_done_callback(self.pumps.discard)
 
-    async def _pump(self, listener: Listener, ref: JSON) -> None:
+    async def _pump(self, listener: Listener | StoreListener, ref: JSON) -> None:
         try:
             async for messages in listener.ws_messages():
                 for message in messages:

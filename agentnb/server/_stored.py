@@ -1,0 +1,287 @@
+"""Server processes sharing one Redis store: any of them serves any run.
+
+With ``create_app(store=RedisStore(url))`` the process that starts a run runs its
+agent, as without a store, and also appends each frame to the run's stream
+(``agentnb.redis``) and records the run (its agent, status and owner: the process
+running it). Every other process serves the run from Redis: its events (a
+:class:`StoreListener` reads the stream from any ``Last-Event-ID``; a position
+trimmed away answers 410), its description (the record and the stream), and the
+requests only the owner can carry out (cancel, answer, and the live state of a
+running run), which go to the owner over the control channel
+(``agentnb.redis._control``) and come back with its status and body.
+
+A run's own process serves it from memory, exactly as without a store; clients
+of other processes do not count as its listeners (``on_disconnect="cancel"``
+applies to the owner's own clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from .._events import JSON, Event
+from ._errors import ApiError, BadEventId, Ended, Expired, UnknownRun
+from ._wire import sse_data, ws_event
+
+if TYPE_CHECKING:
+    from ..redis import RedisStore
+    from ..redis._control import Control, Reply
+    from ._hub import RunHub
+    from ._served import ServedRun
+
+__all__ = ["SharedRuns", "StoreListener", "StoredRun"]
+
+logger = logging.getLogger("agentnb.server")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+ENDED = ("done", "error", "cancelled")
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+class StoredRun:
+    """A run that another process runs, as its record in Redis tells it."""
+
+    def __init__(self, hub: RunHub, run_id: str, record: Mapping[str, str]) -> None:
+        self.hub = hub
+        self.id = run_id
+        self.agent = record.get("agent", "")
+        self.status = record.get("status", "running")
+        self.on_disconnect = record.get("on_disconnect", "cancel")
+        self.owner = record.get("owner", "")
+
+    def __repr__(self) -> str:
+        return f"<StoredRun {self.agent} id={self.id} {self.status} owner={self.owner}>"
+
+
+class StoreListener:
+    """One client's read of a run's frames from the store (the same surface as ``Listener``):
+    ``async for frames in listener`` yields lists of SSE frames and ends after the run's
+    terminal frame, or when the store no longer holds the next one (``expired``)."""
+
+    def __init__(self, served: StoredRun, store: RedisStore, after: int) -> None:
+        self.served = served
+        self.store = store
+        self.position = after + 1  # the next frame to send
+        self.closed = False
+        self.expired = False
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[list[bytes]]:
+        run_id = self.served.id
+        try:
+            if not await self._stream_begun():
+                return
+            async with contextlib.aclosing(self.store.read(run_id, self.position - 1)) as reading:
+                async for frames in reading:
+                    if self.closed:
+                        return
+                    self.position += len(frames)
+                    yield frames
+        except self.store.Trimmed:
+            self.expired = True  # it fell behind the store's trimming: a resume answers 410
+        except self.store.Error as exc:  # the client sees its stream end, and resumes
+            logger.warning("agentnb: reading run %s from Redis failed: %s", run_id, exc)
+
+    async def _stream_begun(self) -> bool:
+        """Wait until the run's first frame is in (a run may emit nothing for a while)."""
+        while not self.closed:
+            if await self.store.wait_begun(self.served.id):
+                return True
+        return False
+
+    async def ws_messages(self) -> AsyncIterator[list[str]]:
+        """The batches as WebSocket text frames (the JSON cut from each SSE frame)."""
+        run_id = self.served.id
+        async for frames in self:
+            n = self.position - len(frames)
+            yield [ws_event(sse_data(frame), run_id, n + i) for i, frame in enumerate(frames)]
+
+    async def events(self) -> AsyncIterator[list[Event]]:
+        """The batches as events, rebuilt from each frame's JSON (for protocol encoders)."""
+        async for frames in self:
+            yield [Event.from_json(sse_data(frame)) for frame in frames]
+
+    def close(self) -> None:
+        self.closed = True
+
+    def leave(self) -> None:
+        self.closed = True
+
+    def expired_error(self) -> Expired:
+        return Expired.behind(self.served.id)
+
+
+def _unavailable(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Redis failing answers 503 ``store_unavailable``, naming the store (no password)."""
+
+    @functools.wraps(method)
+    async def answering(*args: P.args, **kwargs: P.kwargs) -> T:
+        store: RedisStore = args[0].store  # type: ignore[attr-defined]  # a SharedRuns method
+        try:
+            return await method(*args, **kwargs)
+        except store.Error as exc:
+            raise ApiError(503, "store_unavailable", str(exc)) from exc
+
+    return answering
+
+
+class SharedRuns:
+    """A hub's side of the store: its runs written to Redis, and the runs of other processes."""
+
+    def __init__(self, hub: RunHub, store: RedisStore) -> None:
+        self.hub = hub
+        self.store = store
+        self.control: Control = store.control(self.handle)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.control.start()
+
+    async def aclose(self) -> None:
+        """Wait for the ended runs' last writes, leave the control channel, close the store."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.control.aclose()
+        await self.store.aclose()
+
+    # -- the runs of this process ---------------------------------------------------
+
+    def announce(self, served: ServedRun) -> asyncio.Task[None]:
+        """Record *served* (just started) in Redis; await the task before answering."""
+        return self._spawn(self.control.announce(served.id, served.agent, served.on_disconnect))
+
+    def ended(self, served: ServedRun) -> None:
+        """*served*'s terminal frame is appended: flush its frames, record its status."""
+        self._spawn(self._end(served))
+
+    async def _end(self, served: ServedRun) -> None:
+        try:
+            if served.announced is not None:
+                await served.announced  # its record first, then its end
+            if served.writer is not None:
+                await served.writer.aclose()
+            await self.control.finish(served.id, served.status)
+        except self.store.Error as exc:
+            logger.warning("agentnb: run %s's end was not stored: %s", served.id, exc)
+
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def handle(self, op: str, run_id: str, fields: Mapping[str, Any]) -> Reply:
+        """A request from another process for a run of this one (the control channel)."""
+        try:
+            served = self.hub._runs.get(run_id)
+            if served is None:
+                raise UnknownRun(run_id, self.hub.keep_seconds)
+            if op == "cancel":
+                if served.run is not None:
+                    served.run.cancel("cancelled by a client")
+                return 200, served.describe()
+            if op == "describe":
+                return 200, served.describe()
+            if op == "answer":
+                ask_id, value, by = fields.get("ask_id"), fields.get("value"), fields.get("by")
+                if not (isinstance(ask_id, str) and isinstance(value, str) and isinstance(by, str)):
+                    raise ApiError(422, "bad_request", "an answer needs ask_id, value and by")
+                served.answer(ask_id, value, by)
+                return 200, {"run_id": run_id, "ask_id": ask_id, "value": value, "by": by}
+            raise ApiError(422, "bad_request", f"unknown control request {op!r}")
+        except ApiError as exc:
+            return exc.status, exc.body()
+
+    # -- the runs of any process ----------------------------------------------------
+
+    async def find(self, run_id: str) -> StoredRun:
+        """Run *run_id* as Redis knows it; 404 when it has neither a record nor a stream."""
+        if not _RUN_ID.fullmatch(run_id):  # not a run id: not looked up (it would go into JSON)
+            raise UnknownRun(run_id, self.store.ttl)
+        record = await self.control.record(run_id)
+        if record is None:
+            if not await self.store.exists(run_id):
+                raise UnknownRun(run_id, self.store.ttl)
+            record = {}
+        return StoredRun(self.hub, run_id, record)
+
+    @_unavailable
+    async def listen(self, run_id: str, after: int) -> StoreListener:
+        """A listener of run *run_id*'s frames after *after*, read from the store."""
+        stored = await self.find(run_id)
+        info = await self.store.info(run_id)
+        count, first = (info.count, info.first) if info is not None else (0, 0)
+        if after >= count:
+            raise BadEventId(
+                f"run {run_id} has sent {count} events"
+                + (f" (ids {run_id}:0 to {run_id}:{count - 1})" if count else "")
+                + f"; Last-Event-ID {run_id}:{after} is past the end"
+            )
+        if after + 1 < first:
+            keeps = (
+                f"the last {self.store.keep_count} events and about {self.store.keep_bytes:,} bytes"
+            )
+            raise Expired.position(run_id, first, keeps)
+        return StoreListener(stored, self.store, after)
+
+    @_unavailable
+    async def describe(self, run_id: str) -> dict[str, JSON]:
+        """Run *run_id*'s state: from its owner while it runs, else from Redis."""
+        stored = await self.find(run_id)
+        if stored.status not in ENDED and stored.owner:
+            reply = await self.control.request(stored.owner, "describe", run_id)
+            if reply is not None and reply[0] == 200:
+                body: dict[str, JSON] = reply[1]
+                return body
+        return await self._described(stored)
+
+    async def _described(self, stored: StoredRun) -> dict[str, JSON]:
+        info = await self.store.info(stored.id)
+        return {
+            "run_id": stored.id,
+            "agent": stored.agent,
+            "status": stored.status,
+            "events": info.count if info is not None else 0,
+            "listeners": 0,
+            "on_disconnect": stored.on_disconnect,
+            "questions": [],
+        }
+
+    @_unavailable
+    async def cancel(self, run_id: str) -> dict[str, JSON]:
+        """Cancel run *run_id* in the process that runs it; idempotent."""
+        stored = await self.find(run_id)
+        if stored.status not in ENDED and stored.owner:
+            reply = await self.control.request(stored.owner, "cancel", run_id)
+            if reply is not None and reply[0] == 200:
+                body: dict[str, JSON] = reply[1]
+                return body
+        return await self._described(stored)
+
+    @_unavailable
+    async def answer(self, run_id: str, ask_id: str, value: str, by: str) -> dict[str, JSON]:
+        """Answer a question of run *run_id* in the process that runs it; raises the
+        ApiError that says why not (404, 409, 422), as the owner decided."""
+        stored = await self.find(run_id)
+        reply = None
+        if stored.status not in ENDED and stored.owner:
+            fields = {"ask_id": ask_id, "value": value, "by": by}
+            reply = await self.control.request(stored.owner, "answer", run_id, fields)
+        if reply is None:  # ended, or its process is gone: nothing waits for an answer
+            raise Ended.run(
+                run_id, stored.status if stored.status in ENDED else "its server is gone"
+            )
+        status, body = reply
+        if status != 200:
+            raise ApiError(status, str(body.get("error")), str(body.get("message")))
+        taken: dict[str, JSON] = body
+        return taken
