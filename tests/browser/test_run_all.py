@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from harness.browser import Browser, Page, fresh_page, open_notebook, wait_for
 from harness.jupyter import Jupyter
@@ -35,17 +36,33 @@ def test_run_all_runs_every_cell_of_tutorial_02(page: Page) -> None:
         ".then(() => true); }"
     )
     # Every code cell gets its execution count, the last one too: Run All went past each failure.
-    counts = wait_for(
-        page,
-        """(code) => {
-            const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
-            const counts = code.map((i) => cells.get(i).executionCount);
-            const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-            return counts.every((n) => n !== null) && kernel.status === 'idle' && counts;
-        }""",
-        code,
-        timeout=120,
-    )
+    try:
+        counts = wait_for(
+            page,
+            """(code) => {
+                const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
+                const counts = code.map((i) => cells.get(i).executionCount);
+                const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+                return counts.every((n) => n !== null) && kernel.status === 'idle' && counts;
+            }""",
+            code,
+            timeout=120,
+        )
+    except PlaywrightTimeout:  # say where it stopped: which cells ran, the kernel, any dialog
+        state = page.evaluate(
+            """(code) => {
+                const panel = window.jupyterapp.shell.currentWidget;
+                const cells = panel.content.model.cells;
+                return {
+                    counts: code.map((i) => cells.get(i).executionCount),
+                    kernel: panel.sessionContext.session?.kernel?.status,
+                    connection: panel.sessionContext.session?.kernel?.connectionStatus,
+                    dialogs: [...document.querySelectorAll('.jp-Dialog')].map((d) => d.innerText),
+                };
+            }""",
+            code,
+        )
+        raise AssertionError(f"Run All did not finish within 120 s: {state}") from None
     assert counts == list(range(1, len(code) + 1)), counts
     errors = page.evaluate(
         """(failing) => failing.map((i) => {
