@@ -114,36 +114,13 @@ class AGUIProtocolError(AgentnbError):
     """The AG-UI stream could not be read as a run: it ended without a terminal event."""
 
 
-def agui(
-    url: str,
-    *,
-    name: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    thread_id: str | None = None,
-    state: JSON = None,
-    forwarded_props: JSON = None,
-    timeout: float = 30.0,
-) -> AGUIAgent:
-    """A local agent that runs the AG-UI agent at *url* (see the module's docstring).
+class AGUIAgent:
+    """The AG-UI agent at *url*, called as a local agent (see the module's docstring); one
+    conversation (``thread_id``). ``agentnb.client.agui(url, ...)`` makes one.
 
     *headers* go with every request (authentication, say). *thread_id* (a fresh one if
     not given), *state* and *forwarded_props* are the ``RunAgentInput`` fields of that
     name. *timeout* bounds connecting and each write, not the wait for events.
-    """
-    return AGUIAgent(
-        url,
-        name=name,
-        headers=headers,
-        thread_id=thread_id,
-        state=state,
-        forwarded_props=forwarded_props,
-        timeout=timeout,
-    )
-
-
-class AGUIAgent:
-    """The AG-UI agent at ``url``, called as a local agent; one conversation (``thread_id``).
-
     ``messages`` is the conversation so far, as AG-UI messages (JSON): each call that ends
     well adds its user message and what the agent answered, and sends it all next time.
     """
@@ -227,6 +204,11 @@ class AGUIAgent:
         if resume is not None:
             body["resume"] = resume
         return body
+
+
+agui = AGUIAgent
+"""``agentnb.client.agui(url, *, name=None, headers=None, thread_id=None, state=None,
+forwarded_props=None, timeout=30.0)``: a local agent that runs the AG-UI agent at *url*."""
 
 
 def _new_id(kind: str) -> str:

@@ -851,7 +851,7 @@ def agui_routes(
         if entry is None:
             return
         run = entry.served.run
-        if run is not None and not entry.served.listeners and _open(entry.served, ask_id):
+        if run is not None and not entry.served.listeners and entry.served.asking(ask_id):
             run.cancel(f"no AG-UI resume came within {hub.keep_seconds:g} s")
 
     async def body(
@@ -863,7 +863,7 @@ def agui_routes(
             start = listener.position - len(batch)
             out: list[bytes] = []
             for i, event in enumerate(batch):
-                if isinstance(event, Ask) and _open(served, event.ask_id):
+                if isinstance(event, Ask) and served.asking(event.ask_id):
                     out += [encode(item) for item in encoder.interrupt(event)]
                     entry = _Suspended(served, start + i, list(encoder.subs.values()))
                     forget(event.ask_id)
@@ -940,7 +940,7 @@ def agui_routes(
             held = served
             ask = run.question(ask_id)
             assert ask is not None  # holding() found it
-            if not _open(served, ask_id):
+            if not served.asking(ask_id):
                 raise ApiError(
                     409,
                     "answered",
@@ -977,11 +977,6 @@ def agui_routes(
             body=body(encoder, listener, first),
             sep="\n",  # @ag-ui/client reads LF only
         )
-
-
-def _open(served: ServedRun, ask_id: str) -> bool:
-    run = served.run
-    return run is not None and any(q.ask_id == ask_id for q in run.questions)
 
 
 def _cancelled(entries: list[ResumeEntry], ask_id: str) -> bool:

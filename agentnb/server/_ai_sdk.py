@@ -619,13 +619,12 @@ class Approvals:
     def _expire(self, ask_id: str, seconds: float) -> None:
         suspension = self._held.pop(ask_id, None)
         run = suspension.served.run if suspension is not None else None
-        if run is not None and any(q.ask_id == ask_id for q in run.questions):
+        if run is not None and suspension is not None and suspension.served.asking(ask_id):
             run.cancel(f"no answer to the tool approval {ask_id} came within {seconds:g} s")
 
     def _purge(self) -> None:
         for ask_id, suspension in list(self._held.items()):
-            run = suspension.served.run
-            if run is None or not any(q.ask_id == ask_id for q in run.questions):
+            if not suspension.served.asking(ask_id):
                 self._drop(ask_id)
 
     def _drop(self, ask_id: str) -> None:
@@ -656,7 +655,7 @@ class Approvals:
                     f"({approval.field}): it never did, or it has ended and was forgotten",
                 )
                 continue
-            if not any(q.ask_id == approval.ask_id for q in run.questions):
+            if not served.asking(approval.ask_id):
                 refusal = refusal or Answered(
                     f"the tool approval {approval.ask_id!r} ({approval.field}) is already "
                     "answered: exactly one answer is taken"

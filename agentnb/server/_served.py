@@ -202,6 +202,11 @@ class ServedRun:
         except InvalidAnswer as exc:
             raise refused(exc) from None
 
+    def asking(self, ask_id: str) -> bool:
+        """Whether the run (or a sub-run) still waits for an answer to *ask_id*."""
+        run = self.run
+        return run is not None and any(q.ask_id == ask_id for q in run.questions)
+
     def questions(self) -> list[JSON]:
         """The ask events (their JSON forms) of the questions still waiting for an answer."""
         run = self.run
