@@ -1,5 +1,5 @@
 """``python -m agentnb``: ``demo`` streams a demo agent to the terminal, ``replay`` a recording,
-``serve`` runs the web front."""
+``serve`` runs the web front, ``worker`` runs agents for servers sharing one Redis."""
 
 from __future__ import annotations
 
@@ -37,11 +37,24 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="serve the demo agents over SSE/WebSockets with a page at / (needs agentnb[server])",
         add_help=False,
     )
+    sub.add_parser(
+        "worker",
+        help="run agents for servers sharing one Redis (needs agentnb[server,redis])",
+        add_help=False,
+    )
     return parser, demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:
+        # A worker of servers sharing one Redis (python -m agentnb worker --help).
+        try:
+            from .server._workers import main as work
+        except ImportError as exc:
+            print(f"agentnb: {exc}", file=sys.stderr)
+            return 2
+        return work(argv[1:])
     if argv[:1] == ["serve"]:
         # The web front parses its own options (python -m agentnb serve --help).
         try:

@@ -94,9 +94,14 @@ class Run:
     )
 
     def __init__(
-        self, agent: Callable[..., Any], *, name: str | None = None, parent: Run | None = None
+        self,
+        agent: Callable[..., Any],
+        *,
+        name: str | None = None,
+        parent: Run | None = None,
+        run_id: str | None = None,
     ) -> None:
-        self.id = os.urandom(8).hex()
+        self.id = run_id or os.urandom(8).hex()
         self.name = name or agent_name(agent)
         self.parent = parent
         self.path: tuple[str, ...] = (*parent.path, self.name) if parent else (self.name,)
@@ -730,6 +735,7 @@ def _start(
     sink: SinkLike | Sequence[SinkLike] | None,
     name: str | None,
     stream_maxsize: int | None = None,
+    run_id: str | None = None,
 ) -> Run:
     try:
         asyncio.get_running_loop()
@@ -745,7 +751,7 @@ def _start(
         raise RunClosed(parent.id, parent.path, parent.status)
     if parent is None:
         sinks.extend(deliveries(list(_ambient_sinks.get())))
-    run = Run(fn, name=name, parent=parent)
+    run = Run(fn, name=name, parent=parent, run_id=run_id)
     run._begin(sinks, args, kwargs, stream_maxsize)
     return run
 

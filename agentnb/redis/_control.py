@@ -44,6 +44,12 @@ Handler = Callable[[str, str, Mapping[str, Any]], Reply]
 
 REPLY_TIMEOUT = 5.0
 """Seconds a request waits for the owner's reply."""
+_COUNT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.call('HINCRBY', KEYS[1], 'listeners', ARGV[1])
+end
+return false
+"""
 _POLL = 1.0  # seconds per wait for a message (below the client's socket timeout)
 _PAUSE = 0.1  # seconds between attempts to subscribe again after Redis failed
 
@@ -67,6 +73,8 @@ class Control:
         self._listening: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
         self._replies: set[asyncio.Task[None]] = set()
+        # HINCRBY only on a record that exists (never making one without its TTL).
+        self._count = self.redis.register_script(_COUNT)
 
     def __repr__(self) -> str:
         return f"<Control {self.channel} waiting={len(self._waiting)}>"
@@ -76,8 +84,9 @@ class Control:
     def record_key(self, run_id: str) -> str:
         return self.record_prefix + run_id
 
-    async def announce(self, run_id: str, agent: str, on_disconnect: str) -> None:
-        """Record a run this process starts (it is found from any process once this returns)."""
+    async def announce(self, run_id: str, agent: str, on_disconnect: str) -> bool:
+        """Record a run this process starts (it is found from any process once this
+        returns); whether a cancel was asked for it already (a queued run)."""
         fields = {
             "agent": agent,
             "status": "running",
@@ -85,21 +94,54 @@ class Control:
             "owner": self.server_id,
             "started": repr(time.time()),
         }
+        # One transaction: a cancel either sees the owner, or its flag is seen here.
+        got = await self._record(run_id, fields, self.store.idle_ttl, read="cancel")
+        return got is not None
+
+    async def queue(self, run_id: str, agent: str, on_disconnect: str) -> None:
+        """Record a run handed to the workers (no owner until one takes it)."""
+        fields = {
+            "agent": agent,
+            "status": "queued",
+            "on_disconnect": on_disconnect,
+            "owner": "",
+            "started": repr(time.time()),
+        }
         await self._record(run_id, fields, self.store.idle_ttl)
+
+    async def cancel_queued(self, run_id: str) -> str:
+        """Flag run *run_id* for cancelling before its worker takes it; its owner if one
+        took it meanwhile (then ask the owner), else ``""``."""
+        owner = await self._record(run_id, {"cancel": "1"}, self.store.idle_ttl, read="owner")
+        return owner or ""
+
+    async def listeners(self, run_id: str, delta: int) -> int | None:
+        """Add *delta* to the count of run *run_id*'s clients on other processes than its
+        owner; the new count (None: the run has no record any more)."""
+        try:
+            got = await self._count(keys=[self.record_key(run_id)], args=[delta])
+        except RedisError as exc:
+            raise self.store.error(f"counting the clients of run {run_id}: {exc}") from exc
+        return None if got is None else int(got)
 
     async def finish(self, run_id: str, status: str) -> None:
         """Record that a run ended (its record then expires with its stream)."""
         await self._record(run_id, {"status": status}, self.store.ttl)
 
-    async def _record(self, run_id: str, fields: Mapping[str, str], ttl: float) -> None:
+    async def _record(
+        self, run_id: str, fields: Mapping[str, str], ttl: float, *, read: str = ""
+    ) -> str | None:
         key = self.record_key(run_id)
         try:
             pipe = self.redis.pipeline(transaction=True)
             pipe.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
             pipe.pexpire(key, int(ttl * 1000))
-            await pipe.execute()
+            if read:
+                pipe.hget(key, read)
+            got = await pipe.execute()
         except RedisError as exc:
             raise self.store.error(f"recording run {run_id}: {exc}") from exc
+        return _text(got[2]) if read and got[2] is not None else None
 
     async def record(self, run_id: str) -> dict[str, str] | None:
         """Run *run_id*'s record (None: there is none)."""

@@ -168,7 +168,9 @@ class RedisStore:
     stream expires *ttl* seconds after its terminal frame, or *idle_ttl* seconds
     after its last write while it has none. Readers wait up to *block* seconds per
     ``XREAD``; a Redis that does not answer is retried for *reconnect* seconds,
-    then :class:`StoreError`. Use it on one event loop; ``aclose()`` when done.
+    then :class:`StoreError`. A worker (``python -m agentnb worker``) not heard of for
+    *lease* seconds is taken for lost, and its runs ended (use one lease everywhere).
+    Use it on one event loop; ``aclose()`` when done.
     """
 
     Error = StoreError  # what a failing Redis raises, for code that holds only the store
@@ -184,12 +186,15 @@ class RedisStore:
         idle_ttl: float = 86_400.0,
         block: float = 5.0,
         reconnect: float = 5.0,
+        lease: float = 30.0,
         prefix: str = KEY_PREFIX,
     ) -> None:
         if keep_count < 1 or keep_bytes < 1:
             raise ValueError("a store keeps at least one frame and one byte per run")
         if ttl <= 0 or idle_ttl <= 0:
             raise ValueError(f"ttl and idle_ttl must be positive, got {ttl} and {idle_ttl}")
+        if lease <= 0:
+            raise ValueError(f"lease must be positive, got {lease}")
         if block <= 0 or reconnect < 0:
             raise ValueError(f"block must be positive and reconnect >= 0, got {block}, {reconnect}")
         self.url = redact(url)
@@ -199,6 +204,7 @@ class RedisStore:
         self.idle_ttl = idle_ttl
         self.block = block
         self.reconnect = reconnect
+        self.lease = lease
         self.prefix = prefix
         self.redis = aioredis.Redis.from_url(
             url,

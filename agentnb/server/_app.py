@@ -85,6 +85,7 @@ def create_app(
     max_buffer: int = 256 * MiB,
     send_timeout: float | None = 10.0,
     store: RedisStore | None = None,
+    workers: bool | None = None,
 ) -> FastAPI:
     """A FastAPI app serving *agents* (default: every registered agent, looked up live).
 
@@ -103,6 +104,9 @@ def create_app(
     server processes on one Redis serve every run: the process that starts a run
     runs its agent and writes its events to Redis; any process streams, resumes,
     describes, cancels and answers it (the app closes the store when it stops).
+    With a store, runs may go to workers (``python -m agentnb worker``): *workers*
+    None (the default) hands a run to them when a live worker offers its agent, and
+    runs it here otherwise; True always (queued until a worker takes it); False never.
     Serve it with ``agentnb.server.serve(app)`` (timeouts and a connection cap
     included) or any ASGI server; bind it to 127.0.0.1 unless you mean to expose
     your agents.
@@ -122,8 +126,11 @@ def create_app(
         keep_seconds=keep_seconds,
         max_buffer=max_buffer,
         store=store,
+        workers=workers,
     )
     shared = hub.shared
+    if workers is not None and store is None:
+        raise TypeError(f"create_app(workers={workers}) needs a store: store=RedisStore(url)")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -169,11 +176,11 @@ def create_app(
 
     @app.get("/api/agents")
     async def list_served_agents() -> list[dict[str, str]]:
-        """The agents this server runs."""
-        return [
-            {"name": name, "description": info.description}
-            for name, info in sorted(hub.agents.items())
-        ]
+        """The agents this server runs (itself, or on the workers of its store)."""
+        agents = {name: info.description for name, info in hub.agents.items()}
+        if shared is not None and shared.workers is not False:
+            agents.update(await shared.worker_agents())
+        return [{"name": name, "description": text} for name, text in sorted(agents.items())]
 
     @app.post("/api/stream", response_class=EventSourceResponse)
     async def stream_run(request: Request) -> Response:
@@ -182,9 +189,8 @@ def create_app(
         Body: ``{"agent": "poet", "input": "the sea", "on_disconnect": "cancel"}``.
         """
         start = parse_start(await read_json(request, max_body))
-        served = hub.start(start.agent, start.args, start.on_disconnect)
-        await hub.announced(served)
-        return RunEventStream(served.listen(), ping=ping, send_timeout=send_timeout)
+        listener = await hub.open(start.agent, start.args, start.on_disconnect)
+        return RunEventStream(listener, ping=ping, send_timeout=send_timeout)
 
     @app.get("/api/runs/{run_id}/events", response_class=EventSourceResponse)
     async def resume_run(request: Request, run_id: str) -> Response:

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 from .._events import JSON
 from .._registry import AgentInfo, list_agents
-from .._run import start
+from .._run import _start
 from ._buffer import ReplayBuffer
 from ._errors import ApiError, Expired, OverBudget, ShuttingDown, UnknownAgent, UnknownRun
-from ._served import OnDisconnect, ServedRun
-from ._stored import SharedRuns
+from ._served import Listener, OnDisconnect, ServedRun
+from ._stored import SharedRuns, StoreListener
 
 if TYPE_CHECKING:
     from ..redis import RedisStore
@@ -117,6 +117,7 @@ class RunHub:
         max_buffer: int = 256 * MiB,
         replay_bytes: int | None = None,
         store: RedisStore | None = None,
+        workers: bool | None = None,
     ) -> None:
         if replay_size < 1:
             raise ValueError(f"replay_size must be at least 1, got {replay_size}")
@@ -136,7 +137,7 @@ class RunHub:
         self._evicted: OrderedDict[str, None] = OrderedDict()
         self._clock: Callable[[], float] = time.monotonic
         # With a store, the runs are also in Redis, and those of other processes served here.
-        self.shared = SharedRuns(self, store) if store is not None else None
+        self.shared = SharedRuns(self, store, workers) if store is not None else None
 
     @property
     def agents(self) -> dict[str, AgentInfo]:
@@ -158,10 +159,12 @@ class RunHub:
         on_disconnect: OnDisconnect = "cancel",
         *,
         metadata: Mapping[str, JSON] | None = None,
+        run_id: str | None = None,
     ) -> ServedRun:
         """Start *agent* with *args* (the request's input, or nothing); must run on the loop.
 
-        *metadata* becomes the run's ``Run.metadata`` (what the request told about itself).
+        *metadata* becomes the run's ``Run.metadata`` (what the request told about itself);
+        *run_id* is the run's id, when it was given one already (a worker's run).
         """
         if self.closing:
             raise ShuttingDown
@@ -181,11 +184,29 @@ class RunHub:
         )
         served = ServedRun(self, info.name, on_disconnect, buffer)
         served.metadata = metadata
-        start(info.fn, *args, sink=served, name=info.name)
+        _start(info.fn, args, {}, sink=served, name=info.name, run_id=run_id)
         self._runs[served.id] = served
         if self.shared is not None:
             served.announced = self.shared.announce(served)
         return served
+
+    async def open(
+        self,
+        agent: str,
+        args: tuple[JSON, ...] = (),
+        on_disconnect: OnDisconnect = "cancel",
+    ) -> Listener | StoreListener:
+        """Start *agent* and listen to its run from its first event: on a worker when the
+        store has one for it (see ``_workers``), else here."""
+        shared = self.shared
+        if shared is not None:
+            if self.closing:
+                raise ShuttingDown
+            if await shared.to_workers(agent):
+                return await shared.dispatch(agent, args, on_disconnect)
+        served = self.start(agent, args, on_disconnect)
+        await self.announced(served)
+        return served.listen()
 
     async def announced(self, served: ServedRun) -> None:
         """Wait until *served* is found from any process (with a store; at once without)."""

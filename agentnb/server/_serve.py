@@ -166,6 +166,20 @@ def _parser() -> argparse.ArgumentParser:
         "of them streams, resumes, describes, cancels and answers a run another started "
         "(needs agentnb[redis])",
     )
+    parser.add_argument(
+        "--workers",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="with --redis: hand runs to workers (python -m agentnb worker) when one offers "
+        "the agent (auto, the default), always, or never",
+    )
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        help="with --redis: seconds without a sign of a worker before its runs are ended "
+        "(default: 30; the same as the workers')",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn's log level (default: info)")
     return parser
 
@@ -214,10 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError as exc:
                 parser.error(str(exc))
             try:
-                store = RedisStore(args.redis)
+                store = RedisStore(args.redis, lease=args.lease)
             except ValueError as exc:
-                parser.error(f"--redis: {exc}")
-        app = create_app(allowed_hosts=allowed, store=store)
+                parser.error(f"--redis/--lease: {exc}")
+        workers = {"auto": None, "always": True, "never": False}[args.workers]
+        app = create_app(allowed_hosts=allowed, store=store, workers=workers if store else None)
         if allowed == [ANY_HOST]:
             _say(
                 "--allow-host '*': requests naming any Host are answered, so a web page "

@@ -55,6 +55,7 @@ class ServedRun:
     metadata: Mapping[str, JSON] | None = None  # given to its run at start (Run.metadata)
     writer: RunWriter | None = None  # with a store: its frames go to Redis too
     announced: asyncio.Task[None] | None = None  # with a store: its record is being written
+    request: tuple[str, str] | None = None  # a worker's run: its request (stream, entry id)
 
     def __init__(
         self, hub: RunHub, agent: str, on_disconnect: OnDisconnect, buffer: ReplayBuffer
@@ -189,7 +190,10 @@ class ServedRun:
     def _detach(self, listener: Listener) -> None:
         self.buffer.detach(listener.cursor)
         if not self.buffer.readers and self.on_disconnect == "cancel" and self.run is not None:
-            self.run.cancel("the client disconnected")
+            if self.hub.shared is not None:  # clients of other processes count too
+                self.hub.shared.unwatched(self)
+            else:
+                self.run.cancel("the client disconnected")
 
     def answer(self, ask_id: str, value: str, by: str) -> None:
         """Answer the open question *ask_id* of the run or a sub-run; raises the ApiError

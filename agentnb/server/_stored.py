@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .._events import JSON, Event
-from ._errors import ApiError, BadEventId, Ended, Expired, UnknownRun
+from ._errors import ApiError, BadEventId, Ended, Expired, UnknownAgent, UnknownRun
 from ._wire import sse_data, ws_event
 
 if TYPE_CHECKING:
@@ -71,6 +73,7 @@ class StoreListener:
         self.position = after + 1  # the next frame to send
         self.closed = False
         self.expired = False
+        self.counted = False  # it is in the run's count of clients (see SharedRuns.joined)
 
     def __aiter__(self) -> AsyncIterator[list[bytes]]:
         return self._batches()
@@ -111,10 +114,21 @@ class StoreListener:
             yield [Event.from_json(sse_data(frame)) for frame in frames]
 
     def close(self) -> None:
-        self.closed = True
+        """Stop listening; the last client of an ``on_disconnect="cancel"`` run cancels it."""
+        self._uncount(apply=True)
 
     def leave(self) -> None:
+        """Stop listening without applying ``on_disconnect`` (the client left on purpose)."""
+        self._uncount(apply=False)
+
+    def _uncount(self, apply: bool) -> None:
         self.closed = True
+        if self.counted:
+            self.counted = False
+            shared = self.served.hub.shared
+            assert shared is not None
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to apply
+                shared.spawn(shared.left(self.served.id, apply))
 
     def expired_error(self) -> Expired:
         return Expired.behind(self.served.id)
@@ -137,18 +151,35 @@ def _unavailable(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]
 class SharedRuns:
     """A hub's side of the store: its runs written to Redis, and the runs of other processes."""
 
-    def __init__(self, hub: RunHub, store: RedisStore) -> None:
+    def __init__(self, hub: RunHub, store: RedisStore, workers: bool | None = None) -> None:
+        from ._workers import Queues
+
         self.hub = hub
         self.store = store
+        self.workers = workers
         self.control: Control = store.control(self.handle)
+        self.queues = Queues(store)
+        self.released: Callable[[str], None] | None = None  # a worker's: a run's request is done
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reaping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        from ._workers import Reaper
+
         await self.control.start()
+        if self.released is None:  # a server: it ends the runs of lost workers too
+            reaper = Reaper(self.hub, self.control.server_id)
+            self._reaping = asyncio.get_running_loop().create_task(
+                reaper.every(self.store.lease / 4), name="agentnb reaper"
+            )
 
     async def aclose(self) -> None:
         """Wait for the ended runs' last writes, leave the control channel, close the store."""
-        if self._tasks:
+        if self._reaping is not None:
+            self._reaping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaping
+        while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.control.aclose()
         await self.store.aclose()
@@ -157,11 +188,16 @@ class SharedRuns:
 
     def announce(self, served: ServedRun) -> asyncio.Task[None]:
         """Record *served* (just started) in Redis; await the task before answering."""
-        return self._spawn(self.control.announce(served.id, served.agent, served.on_disconnect))
+        return self.spawn(self._announce(served))
+
+    async def _announce(self, served: ServedRun) -> None:
+        cancelled = await self.control.announce(served.id, served.agent, served.on_disconnect)
+        if cancelled and served.run is not None:  # cancelled while it waited for a worker
+            served.run.cancel("cancelled by a client")
 
     def ended(self, served: ServedRun) -> None:
         """*served*'s terminal frame is appended: flush its frames, record its status."""
-        self._spawn(self._end(served))
+        self.spawn(self._end(served))
 
     async def _end(self, served: ServedRun) -> None:
         try:
@@ -170,10 +206,30 @@ class SharedRuns:
             if served.writer is not None:
                 await served.writer.aclose()
             await self.control.finish(served.id, served.status)
+            if served.request is not None:
+                await self.queues.done(*served.request)
         except self.store.Error as exc:
             logger.warning("agentnb: run %s's end was not stored: %s", served.id, exc)
+        finally:
+            if self.released is not None:
+                self.released(served.id)
 
-    def _spawn(self, work: Any) -> asyncio.Task[None]:
+    def unwatched(self, served: ServedRun) -> None:
+        """*served* (``on_disconnect="cancel"``) lost its last client here: cancel it unless
+        clients of other processes still read it."""
+        self.spawn(self._unwatched(served))
+
+    async def _unwatched(self, served: ServedRun) -> None:
+        try:
+            record = await self.control.record(served.id)
+        except self.store.Error as exc:
+            logger.warning("agentnb: run %s's clients could not be counted: %s", served.id, exc)
+            record = None
+        elsewhere = int((record or {}).get("listeners") or 0)
+        if elsewhere <= 0 and not served.listeners and served.run is not None:
+            served.run.cancel("the client disconnected")
+
+    def spawn(self, work: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -190,6 +246,10 @@ class SharedRuns:
                     served.run.cancel("cancelled by a client")
                 return 200, served.describe()
             if op == "describe":
+                return 200, served.describe()
+            if op == "idle":  # its clients elsewhere are gone: cancel it unless some are here
+                if not served.listeners and served.on_disconnect == "cancel" and served.run:
+                    served.run.cancel("the client disconnected")
                 return 200, served.describe()
             if op == "answer":
                 ask_id, value, by = fields.get("ask_id"), fields.get("value"), fields.get("by")
@@ -231,14 +291,81 @@ class SharedRuns:
                 f"the last {self.store.keep_count} events and about {self.store.keep_bytes:,} bytes"
             )
             raise Expired.position(run_id, first, keeps)
-        return StoreListener(stored, self.store, after)
+        return await self.joined(StoreListener(stored, self.store, after))
+
+    async def joined(self, listener: StoreListener) -> StoreListener:
+        """Count *listener* among its run's clients (of processes other than its owner)."""
+        counted = await self.control.listeners(listener.served.id, 1)
+        listener.counted = counted is not None
+        return listener
+
+    async def left(self, run_id: str, apply: bool) -> None:
+        """A client of run *run_id* here left; the last one of an ``on_disconnect="cancel"``
+        run (here and at its owner) cancels it (*apply*: not when it left on purpose)."""
+        try:
+            count = await self.control.listeners(run_id, -1)
+            if count is None or count > 0 or not apply:
+                return
+            stored = await self.find(run_id)
+            if stored.status in ENDED or stored.on_disconnect != "cancel":
+                return
+            await self._ask_owner(stored, "idle")
+        except (self.store.Error, ApiError) as exc:
+            logger.warning("agentnb: run %s's last client left, not applied: %s", run_id, exc)
+
+    async def _ask_owner(
+        self, stored: StoredRun, op: str, fields: Mapping[str, Any] | None = None
+    ) -> Reply | None:
+        """Send *op* to the process running *stored* (a queued run: flag a cancel, or an
+        ``idle``, for the worker that takes it); its reply, None when nobody runs it."""
+        owner = stored.owner
+        if not owner and stored.status == "queued" and op in ("cancel", "idle"):
+            owner = await self.control.cancel_queued(stored.id)
+            if not owner:
+                return None
+        if not owner:
+            return None
+        if owner == self.control.server_id:  # (a run of this process's, ended and forgotten)
+            return self.handle(op, stored.id, fields or {})
+        return await self.control.request(owner, op, stored.id, fields)
+
+    async def to_workers(self, agent: str) -> bool:
+        """Whether a run of *agent* goes to the workers (see ``create_app(workers=)``)."""
+        if self.workers is False:
+            return False
+        try:
+            if self.workers is None:
+                return await self.queues.offered(agent)
+            known = await self.queues.known()
+        except self.store.Error as exc:
+            raise ApiError(503, "store_unavailable", str(exc)) from exc
+        if agent not in known:  # no worker ever offered it: no run would ever start
+            raise UnknownAgent(agent, known)
+        return True
+
+    @_unavailable
+    async def worker_agents(self) -> dict[str, str]:
+        """The agents live workers offer: name to description."""
+        return await self.queues.listed()
+
+    @_unavailable
+    async def dispatch(
+        self, agent: str, args: tuple[JSON, ...], on_disconnect: str
+    ) -> StoreListener:
+        """Hand a run of *agent* to the workers; a listener of it from its first event."""
+        run_id = os.urandom(8).hex()
+        await self.control.queue(run_id, agent, on_disconnect)
+        fields = {"args": json.dumps(args), "on_disconnect": on_disconnect}
+        await self.queues.request(run_id, agent, fields)
+        record = {"agent": agent, "status": "queued", "on_disconnect": on_disconnect}
+        return await self.joined(StoreListener(StoredRun(self.hub, run_id, record), self.store, -1))
 
     @_unavailable
     async def describe(self, run_id: str) -> dict[str, JSON]:
         """Run *run_id*'s state: from its owner while it runs, else from Redis."""
         stored = await self.find(run_id)
         if stored.status not in ENDED and stored.owner:
-            reply = await self.control.request(stored.owner, "describe", run_id)
+            reply = await self._ask_owner(stored, "describe")
             if reply is not None and reply[0] == 200:
                 body: dict[str, JSON] = reply[1]
                 return body
@@ -260,8 +387,8 @@ class SharedRuns:
     async def cancel(self, run_id: str) -> dict[str, JSON]:
         """Cancel run *run_id* in the process that runs it; idempotent."""
         stored = await self.find(run_id)
-        if stored.status not in ENDED and stored.owner:
-            reply = await self.control.request(stored.owner, "cancel", run_id)
+        if stored.status not in ENDED:
+            reply = await self._ask_owner(stored, "cancel")
             if reply is not None and reply[0] == 200:
                 body: dict[str, JSON] = reply[1]
                 return body
@@ -275,7 +402,7 @@ class SharedRuns:
         reply = None
         if stored.status not in ENDED and stored.owner:
             fields = {"ask_id": ask_id, "value": value, "by": by}
-            reply = await self.control.request(stored.owner, "answer", run_id, fields)
+            reply = await self._ask_owner(stored, "answer", fields)
         if reply is None:  # ended, or its process is gone: nothing waits for an answer
             raise Ended.run(
                 run_id, stored.status if stored.status in ENDED else "its server is gone"

@@ -133,9 +133,8 @@ class _Session:
         if kind == "start":
             fields = {k: v for k, v in request.items() if k not in ("type", "ref")}
             start = parse_start(fields, what="a start message")
-            served = self.hub.start(start.agent, start.args, start.on_disconnect)
-            await self.hub.announced(served)
-            await self.follow(served.listen(), "started", ref)
+            listener = await self.hub.open(start.agent, start.args, start.on_disconnect)
+            await self.follow(listener, "started", ref)
         elif kind == "cancel":
             run_id = _run_id(request)
             found = self.hub.find(run_id)
