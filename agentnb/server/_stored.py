@@ -160,29 +160,42 @@ class SharedRuns:
         self.control: Control = store.control(self.handle)
         self.queues = Queues(store)
         self.released: Callable[[str], None] | None = None  # a worker's: a run's request is done
+        self.leased: dict[str, tuple[str, str]] = {}  # run id -> its lease (stream, entry)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reaping: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        """Join the control channel; renew this process's leases and end the runs of lost
+        processes (see ``_workers``) every quarter of the store's lease."""
         from ._workers import Reaper
 
         await self.control.start()
-        if self.released is None:  # a server: it ends the runs of lost workers too
-            reaper = Reaper(self.hub, self.control.server_id)
-            self._reaping = asyncio.get_running_loop().create_task(
-                reaper.every(self.store.lease / 4), name="agentnb reaper"
-            )
+        loop = asyncio.get_running_loop()
+        reaper = Reaper(self.hub, self.control.server_id)
+        self._background = [
+            loop.create_task(self._renewing(), name="agentnb leases"),
+            loop.create_task(reaper.every(self.store.lease / 4), name="agentnb reaper"),
+        ]
 
     async def aclose(self) -> None:
         """Wait for the ended runs' last writes, leave the control channel, close the store."""
-        if self._reaping is not None:
-            self._reaping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaping
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        with contextlib.suppress(self.store.Error):
+            await self.queues.release(self.control.server_id)
         await self.control.aclose()
         await self.store.aclose()
+
+    async def _renewing(self) -> None:
+        while True:
+            await asyncio.sleep(self.store.lease / 4)
+            try:
+                await self.queues.renew(self.control.server_id, list(self.leased.values()))
+            except self.store.Error as exc:
+                logger.warning("agentnb: the leases of this process's runs not renewed: %s", exc)
 
     # -- the runs of this process ---------------------------------------------------
 
@@ -194,6 +207,10 @@ class SharedRuns:
         cancelled = await self.control.announce(served.id, served.agent, served.on_disconnect)
         if cancelled and served.run is not None:  # cancelled while it waited for a worker
             served.run.cancel("cancelled by a client")
+        if served.request is None:  # a run of this server's own: leased like a worker's
+            owner = self.control.server_id
+            served.request = await self.queues.hold(owner, served.id, served.agent)
+        self.leased[served.id] = served.request
 
     def ended(self, served: ServedRun) -> None:
         """*served*'s terminal frame is appended: flush its frames, record its status."""
@@ -211,6 +228,7 @@ class SharedRuns:
         except self.store.Error as exc:
             logger.warning("agentnb: run %s's end was not stored: %s", served.id, exc)
         finally:
+            self.leased.pop(served.id, None)
             if self.released is not None:
                 self.released(served.id)
 

@@ -71,6 +71,13 @@ T = TypeVar("T")
 
 GROUP = "agentnb:workers"
 """The consumer group of the request streams."""
+_DROP_EMPTY = """
+if redis.call('XLEN', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[1])
+    redis.call('SREM', KEYS[2], KEYS[1])
+end
+return 0
+"""
 _BLOCK = 1.0  # seconds per XREADGROUP BLOCK (a stop is seen within it)
 _LAST_SEQ_SCAN = 100  # entries per XREVRANGE looking for a run's last own event
 
@@ -99,6 +106,7 @@ class Queues:
         self.queues = self.base + "queues"
         self.agents = self.base + "agents"
         self._grouped: set[str] = set()
+        self._drop_empty = self.redis.register_script(_DROP_EMPTY)
 
     def requests(self, agent: str) -> str:
         return f"{self.base}requests:{agent}"
@@ -157,6 +165,37 @@ class Queues:
         entry: dict[Any, Any] = {"run_id": run_id, "agent": agent, **fields}
         await self.redis.xadd(key, entry)
 
+    def leases(self, owner: str) -> str:
+        return f"{self.base}leases:{owner}"
+
+    @_stored
+    async def hold(self, owner: str, run_id: str, agent: str) -> tuple[str, str]:
+        """A lease on run *run_id*, which process *owner* runs itself: an entry of its own
+        stream, pending to it in the group (renewed like a worker's request); ``(key, id)``."""
+        key = self.leases(owner)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xgroup_create(key, GROUP, id="0", mkstream=True)
+        pipe.sadd(self.queues, key)
+        pipe.xadd(key, {"run_id": run_id, "agent": agent, "by": "server"})
+        pipe.xreadgroup(GROUP, owner, {key: ">"}, count=1)
+        _, _, added, _ = await pipe.execute(raise_on_error=False)  # (BUSYGROUP: it exists)
+        if isinstance(added, Exception):
+            raise added
+        return key, _text(added)
+
+    @_stored
+    async def renew(self, owner: str, leased: Sequence[tuple[str, str]]) -> None:
+        """Reset the idle time of *owner*'s pending entries (its runs live)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key, entry_id in leased:
+            pipe.xclaim(key, GROUP, owner, 0, [entry_id], justid=True)
+        await pipe.execute()
+
+    @_stored
+    async def release(self, owner: str) -> None:
+        """*owner* stops: its lease stream goes, if empty (the reapers drop a dead one's)."""
+        await self._drop_empty(keys=[self.leases(owner), self.queues])
+
     @_stored
     async def done(self, key: str, entry_id: str) -> None:
         """A request's run has ended (or was ended): drop it."""
@@ -209,15 +248,21 @@ class Reaper:
                     await self.queues.done(key, _text(entry_id))
                 if _text(start) == "0-0":
                     break
+            if key.startswith(self.queues.leases("")) and key != self.queues.leases(self.consumer):
+                # A lease stream left empty: its server stopped, or holds no run right now
+                # (it makes it again with its next run).
+                await self.queues._drop_empty(keys=[key, self.queues.queues])
         return ended
 
     async def lost(self, request: Mapping[str, str]) -> None:
         run_id, agent = request.get("run_id", ""), request.get("agent", "")
+        by = request.get("by", "worker")  # a worker's request, or a server's own run
         message = (
-            f"the worker running this run was lost: no sign of it for {self.store.lease / 2:g} s "
+            f"the {by} running this run was lost: no sign of it for {self.store.lease / 2:g} s "
             "(its process was killed, or its machine or network failed)"
         )
-        if await end_run(self.store, run_id, agent, "WorkerLost", message):
+        kind = "ServerLost" if by == "server" else "WorkerLost"
+        if await end_run(self.store, run_id, agent, kind, message):
             logger.warning("agentnb: run %s of %s: %s", run_id, agent, message)
         await self.shared.control.finish(run_id, "error")
 
@@ -309,8 +354,6 @@ class Worker:
             await self._renew()
             loop = asyncio.get_running_loop()
             tasks.append(loop.create_task(self._renewing(), name="agentnb worker lease"))
-            reaper = Reaper(self.hub, self.id)
-            tasks.append(loop.create_task(reaper.every(self.store.lease / 4)))
             while not self._stopping:
                 free = self.concurrency - len(self.taken)
                 if free <= 0:
@@ -377,7 +420,7 @@ class Worker:
                 logger.warning("agentnb: worker %s could not renew its lease: %r", self.id, exc)
 
     async def _renew(self) -> None:
-        """Say this worker lives, and keep its requests claimed (their idle time reset)."""
+        """Say this worker lives (the leases of its runs are renewed by its SharedRuns)."""
         queues, lease_ms = self.queues, int(self.store.lease * 1000)
         about = {"agents": self.agents, "host": socket.gethostname(), "pid": os.getpid()}
         pipe = self.store.redis.pipeline(transaction=False)
@@ -385,8 +428,6 @@ class Worker:
         for agent in self.agents:
             pipe.sadd(queues.offers(agent), self.id)
             pipe.hset(queues.agents, agent, self.hub.agents[agent].description)
-        for key, entry_id in list(self.taken.values()):
-            pipe.xclaim(key, GROUP, self.id, 0, [entry_id], justid=True)
         await pipe.execute()
 
     async def _leave(self) -> None:

@@ -187,7 +187,7 @@ async def test_an_agent_no_worker_offers_runs_in_the_server_itself(
         await reading.more()
     assert where(data(reading)) == servers[0].proc.pid
     listed = {agent["name"] for agent in (await a.get("/api/agents")).json()}
-    assert listed == {"here", "counted", "forever", "confirm"}  # its own and the workers'
+    assert listed == {"here", "linger", "counted", "forever", "confirm"}  # its own and the workers'
 
 
 async def test_a_cancel_sent_to_either_server_stops_the_agent_on_the_worker(
@@ -366,3 +366,32 @@ def test_the_worker_command_says_what_is_wrong(argv: list[str], said: str) -> No
     )
     assert done.returncode == 2, done
     assert said in done.stderr, done.stderr
+
+
+async def test_a_server_killed_mid_run_has_its_run_ended_with_an_error_by_another(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], store: RedisServer
+) -> None:
+    _, b = clients
+    doomed = server_process(store.url, "never")  # it runs its agents itself
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{doomed.port}") as c:
+            body = {"agent": "linger", "on_disconnect": "continue"}
+            async with open_stream(c, "POST", "/api/stream", json=body) as first:
+                await first.more(1)  # "pid ..."
+        run_id = first.run_id
+    finally:
+        doomed.proc.kill()
+        doomed.close()
+    killed = time.perf_counter()
+    rest = await asyncio.wait_for(resume(b, run_id, first.events[-1].id), 6 * LEASE)
+    ended = time.perf_counter() - killed
+    events = data(first) + data(rest)
+    assert where(events) == doomed.proc.pid
+    assert ids(first) + ids(rest) == list(range(len(events)))
+    terminals = own_terminals(events, run_id)
+    assert [(e["kind"], e["type"]) for e in terminals] == [("error", "ServerLost")]
+    assert "the server running this run was lost" in terminals[0]["message"]
+    assert events[-1] is terminals[0]
+    assert (await b.get(f"/api/runs/{run_id}")).json()["status"] == "error"
+    print(f"a killed server's run ended {ended:.2f} s after the kill (lease {LEASE:g} s)")
+    assert ended < 1.5 * LEASE

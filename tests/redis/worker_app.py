@@ -1,7 +1,7 @@
 """The agents of the worker tests, and a server process for them.
 
 ``python -m agentnb worker --app tests.redis.worker_app:agents`` runs :data:`agents`;
-``python -m tests.redis.worker_app`` serves :func:`here` only (the others are the
+``python -m tests.redis.worker_app`` serves :func:`here` and :func:`linger` only (the others are the
 workers'), with ``create_app(store=RedisStore($AGENTNB_TEST_REDIS, lease=$AGENTNB_TEST_LEASE),
 workers=$AGENTNB_TEST_WORKERS)`` (auto, always or never) on a free port.
 
@@ -67,11 +67,17 @@ async def here(text: str = "") -> int:
     return 0
 
 
+async def linger() -> None:
+    """Runs in the server process: emits ``pid <its process id>``, then waits until cancelled."""
+    agentnb.emit(f"pid {os.getpid()}")
+    await asyncio.sleep(3600)
+
+
 def main() -> None:
     mode = {"auto": None, "always": True, "never": False}[os.environ.get(WORKERS_VARIABLE, "auto")]
     lease = float(os.environ.get(LEASE_VARIABLE, "30"))
     store = RedisStore(os.environ[URL_VARIABLE], lease=lease)
-    app = create_app(agents=[here], store=store, workers=mode)
+    app = create_app(agents=[here, linger], store=store, workers=mode)
     serve_child(app, {"pid": os.getpid()})
 
 
