@@ -10,6 +10,9 @@
         async for frames in store.read(run_id, after=41):   # from any process
             ...
 
+    # In a notebook cell: a run served with the store, live (its questions answerable)
+    await agentnb.notebook.show(agentnb.redis.watch(run_id, "redis://127.0.0.1:6379/0"))
+
 One stream per run (``agentnb:run:<run id>``), the frame at position *n* in the
 entry ``<n+1>-0``; bounded in entries and bytes, kept ``ttl`` seconds after the
 run's terminal frame. A reader behind the trimming gets :class:`Expired`; Redis
@@ -28,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from ._attach import Handle, RemoteError, RemoteLost, ShareClosed, attach, share
 from ._store import Expired, RedisStore, RunInfo, RunWriter, StoreError, StreamMissing
+from ._watch import Watch, watch
 
 __all__ = [
     "Expired",
@@ -40,6 +44,8 @@ __all__ = [
     "ShareClosed",
     "StoreError",
     "StreamMissing",
+    "Watch",
     "attach",
     "share",
+    "watch",
 ]

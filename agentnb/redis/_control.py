@@ -9,8 +9,8 @@ it at once) and when it ends; it expires with the run's stream (the store's
 **The control channel.** Each server process subscribes to its own pub/sub
 channel, ``agentnb:control:<server id>``. A process asked to cancel, answer or
 describe a run that another process runs publishes the request on the owner's
-channel (``PUBLISH`` says whether anyone got it: nobody means the owner is gone)
-and waits for the reply on its own channel. A request is one JSON object
+channel (``PUBLISH`` says whether anyone got it: nobody, for half a second, means
+the owner is gone) and waits for the reply on its own channel. A request is one JSON object
 (``op``, ``run_id``, ``id``, ``reply``: the channel to answer on, and the op's
 fields); a reply is ``{"reply_to": id, "status": HTTP status, "body": JSON}``.
 Pub/sub delivers to the subscribers of the moment, which is what a request to a
@@ -52,6 +52,7 @@ return false
 """
 _POLL = 1.0  # seconds per wait for a message (below the client's socket timeout)
 _PAUSE = 0.1  # seconds between attempts to subscribe again after Redis failed
+_RESENDS = 5  # more tries of a request nobody received (while its owner subscribes again)
 
 
 class Control:
@@ -180,11 +181,16 @@ class Control:
         reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = reply
         try:
-            try:
-                got = await self.redis.publish(self.channel_prefix + owner, json.dumps(message))
-            except RedisError as exc:
-                raise self.store.error(f"sending {op} for run {run_id}: {exc}") from exc
-            if not got:
+            for attempt in range(_RESENDS + 1):
+                try:
+                    got = await self.redis.publish(self.channel_prefix + owner, json.dumps(message))
+                except RedisError as exc:
+                    raise self.store.error(f"sending {op} for run {run_id}: {exc}") from exc
+                if got:
+                    break
+                if attempt < _RESENDS:  # it may be subscribing again (its connection broke)
+                    await asyncio.sleep(_PAUSE)
+            else:
                 return None
             try:
                 async with asyncio.timeout(REPLY_TIMEOUT):

@@ -62,9 +62,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -97,6 +97,7 @@ CONNECT_TIMEOUT = 5.0
 _PAUSE = 0.05  # seconds between attempts while Redis does not answer
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError)
 
+T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py reads it: (id, fields)
 
 
@@ -139,6 +140,29 @@ class RunInfo:
     held: int  # entries held
     ended: bool  # the run's terminal frame is in
     ttl: float | None  # seconds until the stream expires (None: no expiry set)
+
+
+for _cls in (StoreError, StreamMissing, Expired):
+    _cls.__module__ = "agentnb.redis"  # what tracebacks and error events show: the public name
+
+
+async def _apart(command: Awaitable[T]) -> T:
+    """Await a Redis *command* in a task of its own, so that cancelling the caller always
+    takes: on Python 3.11 redis-py's ``asyncio.wait_for`` around sending a command can
+    swallow a cancellation that lands as the send ends. The command, if still going, is
+    cancelled and left to end (its connection goes back to the pool)."""
+    task = asyncio.ensure_future(command)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_quiet)
+        raise
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a command abandoned by a cancelled caller
 
 
 def entry_id(position: int) -> str:
@@ -264,7 +288,7 @@ class RedisStore:
         while True:
             try:
                 if check:
-                    info = await self._info(key)
+                    info = await _apart(self._info(key))
                     if info is None:
                         raise StreamMissing(self.url, run_id, key)
                     if last >= info.count:
@@ -283,11 +307,11 @@ class RedisStore:
                     check = starting = False
                 if backlog:
                     xrange = self.redis.xrange(key, entry_id(last + 1), "+", count=BATCH)
-                    entries = cast(list[Entry], await xrange)
+                    entries = cast(list[Entry], await _apart(xrange))
                     backlog = len(entries) == BATCH
                 else:
                     xread = self.redis.xread({key: entry_id(last)}, count=BATCH, block=block_ms)
-                    got = cast(list[tuple[bytes, list[Entry]]], await xread)
+                    got = cast(list[tuple[bytes, list[Entry]]], await _apart(xread))
                     entries = got[0][1] if got else []
                     check = not entries  # a BLOCK ran out: is the stream still there?
                 failing_since = None
@@ -352,7 +376,9 @@ class RedisStore:
         if await self.exists(run_id):
             return True
         try:
-            await self.redis.xread({self.key(run_id): "0-0"}, count=1, block=int(self.block * 1000))
+            block = int(self.block * 1000)
+            waiting = self.redis.xread({self.key(run_id): "0-0"}, count=1, block=block)
+            await _apart(waiting)
         except RedisError as exc:
             raise self.error(f"waiting for run {run_id}: {exc}") from exc
         return await self.exists(run_id)
