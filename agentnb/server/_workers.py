@@ -453,10 +453,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--redis", required=True, metavar="URL", help="the store's Redis URL")
     parser.add_argument(
         "--app",
-        required=True,
         metavar="MODULE:NAME",
         help="the agents: a list or mapping of agents (or a function returning one), or an "
-        "app made by create_app(), e.g. myagents:agents",
+        "app made by create_app(), e.g. myagents:agents (default: the demo agents)",
     )
     parser.add_argument(
         "--lease",
@@ -495,10 +494,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         parser.error(str(exc))
     sys.path.insert(0, "")
-    try:
-        agents = _load_agents(args.app)
-    except (ImportError, AttributeError) as exc:
-        parser.error(f"--app {args.app}: {exc}")
+    agents: AgentsArg
+    if args.app is None:
+        from .. import demo
+        from .._registry import list_agents
+
+        agents = [info for info in list_agents() if info.fn.__module__ == demo.__name__]
+    else:
+        try:
+            agents = _load_agents(args.app)
+        except (ImportError, AttributeError) as exc:
+            parser.error(f"--app {args.app}: {exc}")
     try:
         store = RedisStore(args.redis, lease=args.lease)
     except ValueError as exc:

@@ -347,7 +347,7 @@ def test_a_worker_stopped_with_sigterm_ends_its_runs_cancelled_and_leaves(
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
-        ([], "the following arguments are required: --redis, --app"),
+        ([], "the following arguments are required: --redis"),
         (["--redis", "redis://127.0.0.1:1/0", "--app", "nowhere_at_all:agents"], "nowhere_at_all"),
         (["--redis", "redis://127.0.0.1:1/0", "--app", "agentnb.demo:nothing"], "nothing"),
         (
