@@ -85,7 +85,11 @@ class RunClosed(AgentnbError, RuntimeError):
             "wait for worker threads (e.g. `await asyncio.to_thread(...)`) inside the run."
         )
         self.run_id = run_id
+        self.path = path
         self.status = status
+
+    def __reduce__(self) -> tuple[type[RunClosed], tuple[str, tuple[str, ...], str]]:
+        return type(self), (self.run_id, self.path, self.status)  # it pickles (other processes)
 
 
 class InvalidEvent(AgentnbError, TypeError):
@@ -116,6 +120,9 @@ class RunCancelled(AgentnbError):
         super().__init__(f"run {run_id} was cancelled" + (f": {reason}" if reason else ""))
         self.run_id = run_id
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[RunCancelled], tuple[str, str]]:
+        return type(self), (self.run_id, self.reason)  # it pickles (other processes)
 
 
 class LoopAlreadyRunning(AgentnbError, RuntimeError):

@@ -11,7 +11,9 @@ The agent never touches the network: its events go into the run's replay
 buffer, and each client streams them out from there (``POST /api/stream``,
 ``GET /api/runs/{id}/events`` to resume, ``/api/ws``). An agent's question
 (``agentnb.ask``) waits for an answer sent to ``POST /api/runs/{id}/answer``, the
-WebSocket or the page. Needs the ``server`` extra.
+WebSocket or the page. With a Redis store (``create_app(store=RedisStore(url))``)
+any number of server processes serve every run, and ``Worker`` processes
+(``python -m agentnb worker``) run the agents. Needs the ``server`` extra.
 """
 
 from __future__ import annotations
@@ -30,4 +32,17 @@ from ._app import create_app
 from ._background import BackgroundServer, start_server
 from ._serve import serve
 
-__all__ = ["BackgroundServer", "create_app", "serve", "start_server"]
+__all__ = ["BackgroundServer", "Worker", "create_app", "serve", "start_server"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "Worker":  # runs agents for servers sharing a Redis store: needs the redis extra
+        try:
+            from ._workers import Worker
+        except ImportError as exc:
+            raise ImportError(
+                f"agentnb.server.Worker needs the redis extra ({exc.name} is missing): "
+                "pip install 'agentnb[redis]'"
+            ) from exc
+        return Worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,7 @@ refused (the terminal position is taken), so the run still has exactly one
 terminal event.
 
 **Which worker is live.** Each worker keeps ``agentnb:worker:<id>`` (a key that
-expires ``lease`` seconds after its last renewal) and is in ``agentnb:offers:<agent>``
+expires half a ``lease`` after its last renewal) and is in ``agentnb:offers:<agent>``
 for each of its agents; ``agentnb:queues`` lists the request streams.
 """
 
@@ -248,11 +248,46 @@ class Reaper:
                     await self.queues.done(key, _text(entry_id))
                 if _text(start) == "0-0":
                     break
-            if key.startswith(self.queues.leases("")) and key != self.queues.leases(self.consumer):
+            if key.startswith(self.queues.requests("")):
+                ended += await self._untaken(key)
+            elif key != self.queues.leases(self.consumer):
                 # A lease stream left empty: its server stopped, or holds no run right now
                 # (it makes it again with its next run).
                 await self.queues._drop_empty(keys=[key, self.queues.queues])
         return ended
+
+    async def _untaken(self, key: str) -> int:
+        """End the requests of *key* that no worker took before their ``until`` (a server
+        handed them to a worker that was lost before it took them) while no live worker
+        offers their agent; how many. A request without ``until`` waits for a worker."""
+        redis = self.store.redis
+        agent = key.removeprefix(self.queues.requests(""))
+        groups = await redis.xinfo_groups(key)
+        last = next((g["last-delivered-id"] for g in groups if _text(g["name"]) == GROUP), None)
+        if last is None:
+            return 0
+        got = await redis.xrange(key, "(" + _text(last), "+", count=100)
+        waiting = cast(list[tuple[bytes, dict[bytes, bytes]]], got or [])
+        now = time.time()
+        stale: list[tuple[str, dict[str, str]]] = []
+        for raw_id, fields in waiting:
+            request = {_text(k): _text(v) for k, v in fields.items()}
+            if not request.get("until") or float(request["until"]) > now:
+                break
+            stale.append((_text(raw_id), request))
+        if not stale or await self.queues.offered(agent):
+            return 0
+        for entry_id, request in stale:
+            message = (
+                "no worker took this run: the worker it was handed to was lost before taking "
+                f"it, and no other offers {agent!r}"
+            )
+            run_id = request.get("run_id", "")
+            if await end_run(self.store, run_id, agent, "NoWorker", message):
+                logger.warning("agentnb: run %s of %s: %s", run_id, agent, message)
+            await self.shared.control.finish(run_id, "error")
+            await self.queues.done(key, entry_id)
+        return len(stale)
 
     async def lost(self, request: Mapping[str, str]) -> None:
         run_id, agent = request.get("run_id", ""), request.get("agent", "")
@@ -421,10 +456,10 @@ class Worker:
 
     async def _renew(self) -> None:
         """Say this worker lives (the leases of its runs are renewed by its SharedRuns)."""
-        queues, lease_ms = self.queues, int(self.store.lease * 1000)
+        queues, silent_ms = self.queues, int(self.store.lease * 500)
         about = {"agents": self.agents, "host": socket.gethostname(), "pid": os.getpid()}
         pipe = self.store.redis.pipeline(transaction=False)
-        pipe.set(queues.worker(self.id), json.dumps(about), px=lease_ms)
+        pipe.set(queues.worker(self.id), json.dumps(about), px=silent_ms)
         for agent in self.agents:
             pipe.sadd(queues.offers(agent), self.id)
             pipe.hset(queues.agents, agent, self.hub.agents[agent].description)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import pickle
 import re
 import subprocess
 import sys
@@ -293,3 +294,13 @@ def test_the_package_reexports_every_private_all() -> None:
 
 def test_the_package_is_typed() -> None:
     assert (PACKAGE_DIR / "py.typed").is_file()
+
+
+def test_run_cancelled_and_run_closed_pickle_whole() -> None:
+    # They leave other processes (a Dask task, a multiprocessing worker stopped mid-run).
+    cancelled = pickle.loads(pickle.dumps(agentnb.RunCancelled("r1", "stopped by a client")))
+    assert (cancelled.run_id, cancelled.reason) == ("r1", "stopped by a client")
+    assert str(cancelled) == "run r1 was cancelled: stopped by a client"
+    closed = pickle.loads(pickle.dumps(agentnb.RunClosed("r2", ("a", "b"), "done")))
+    assert (closed.run_id, closed.path, closed.status) == ("r2", ("a", "b"), "done")
+    assert "run r2 (a/b) has already ended (done)" in str(closed)

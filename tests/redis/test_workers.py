@@ -217,7 +217,12 @@ async def test_the_last_client_leaving_cancels_a_worker_run_that_cancels_on_disc
     a, b = clients
     async with open_stream(a, "POST", "/api/stream", json={"agent": "forever"}) as reading:
         await reading.more(3)
-    rest = await resume(b, reading.run_id, reading.events[-1].id)  # ends once it is cancelled
+    # Once A has seen its client go (no other client reads it), the worker cancels the run.
+    async with asyncio.timeout(30):
+        # (polling another process's state: there is no event to wait on)
+        while (await b.get(f"/api/runs/{reading.run_id}")).json()["status"] != "cancelled":  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    rest = await resume(b, reading.run_id, reading.events[-1].id)
     events = data(reading) + data(rest)
     assert [e["kind"] for e in own_terminals(events, reading.run_id)] == ["cancelled"]
     assert events[-1]["reason"] == "the client disconnected"
