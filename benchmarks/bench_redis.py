@@ -1,9 +1,10 @@
 """What the Redis Streams store costs over redis-py used bare, on the same redis-server.
 
-Run from the repository root (needs ``redis-server`` and the ``redis`` extra)::
+Run from the repository root (needs ``redis-server``, the ``redis`` and ``server`` extras)::
 
-    python benchmarks/bench_redis.py            # the full set, well under a minute
-    python benchmarks/bench_redis.py --quick    # small sizes, a smoke test
+    python benchmarks/bench_redis.py            # the full set, about 2.5 minutes on 2 cores
+    python benchmarks/bench_redis.py --quick    # small sizes, a smoke test (~20 s)
+    python benchmarks/bench_redis.py --url redis://127.0.0.1:6379/0   # a Redis already running
 
 What is measured (the goal in brackets), on a ``redis-server`` started for the run:
 
@@ -14,11 +15,48 @@ What is measured (the goal in brackets), on a ``redis-server`` started for the r
    pipelines the 100 ``XADD`` of each turn (``MAXLEN ~``) and awaits them, the
    reader loops on ``XREAD BLOCK`` from the last id [>= 0.8x the baseline's rate].
    A second baseline, shown for scale, awaits one ``XADD`` per event.
-2. Memory per run in Redis: ``MEMORY USAGE`` of a finished run's stream, per frame.
+2. Emit to client across processes, at 1,000 events/s: the latency of each event
+   from the agent's ``emit`` to the client that reads it through another server
+   process, against a bare ``XADD`` to ``XREAD BLOCK`` [p99 <= 1.5x the baseline's].
+   The agent runs in one uvicorn process (``create_app(store=RedisStore(url))``,
+   this file with ``--serve``: process A); a second such process (B) serves the
+   run from Redis (``GET /api/runs/{id}/events``); the client, this process,
+   reads B's SSE stream with a hand-written HTTP/1.1 reader. The client starts
+   the run on A and drops that connection (``on_disconnect: continue``); the
+   agent first asks a question, which the client answers on B once B's stream
+   has sent it, so B's reader is waiting in ``XREAD BLOCK`` before the first
+   timed event. The agent emits texts at 1,000/s on an absolute schedule, each
+   carrying ``time.time_ns()`` taken just before its ``emit``; the client takes
+   ``time.time_ns()`` when a read returns (one host, one clock). The baseline is
+   two processes: a writer (this file with ``--xadd``) awaits one ``XADD`` per
+   event on the same schedule, each entry the same JSON an agentnb frame carries
+   (its time included), and a reader (this process) loops on ``XREAD BLOCK``
+   from the last id, parses each entry's JSON and takes the same clock. So the
+   baseline has a writer process and a reader process; the measured path has
+   the agent's server process, the reading server process and the client: the
+   extra hop (B's SSE to the client) is part of what agentnb costs, since a
+   browser or a client never reads Redis itself. All processes use uvloop when
+   it is installed (uvicorn's default). p50 and p99 of every round; the ratios
+   compare the median of the rounds' percentiles (and the best round with the
+   best). A third path splits the measured one in two (information): the agent
+   in A, its run's stream read here with ``XREAD BLOCK`` (no B). The CPU each
+   process used per 1,000 events is printed for every round, and what every
+   other process on the machine used: the chain has more processes to wake than
+   the baseline, so a busy machine shows in its tail first.
+3. Emit cost in the agent: an agent emits 50,000 texts of 30 bytes (yielding to
+   the loop every 100, as a streamed model reply does) in a run served by an app
+   in this process (``RunHub.start`` of ``create_app``'s hub, the app's lifespan
+   entered), with ``store=RedisStore(url)`` against the same app without a store.
+   A round runs from the start to the run's end with its frames in Redis
+   (``RunWriter.flush``); events/s of that [>= 0.5x the in-memory rate: at most
+   2x the cost]. The time to the run's end alone (before the flush) is printed too.
+4. Memory per run in Redis: ``MEMORY USAGE`` (exact, ``SAMPLES 0``) of a finished
+   served run's stream plus its record, for runs of 100, 1,000 and 5,000 texts
+   (section 3's agent); and of a stream of 300-byte frames written directly, per frame.
 
-Subject and baseline alternate round by round (the order flips each round), each round
-starts after ``gc.collect()``; the best and the median round are printed. Nothing here
-asserts an absolute time.
+Subject and baseline alternate round by round (the order flips each round; section 2
+rotates its three paths), each round starts after ``gc.collect()``; the best and the
+median round are printed. Nothing here asserts an absolute time.
 """
 
 from __future__ import annotations
@@ -32,19 +70,28 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))  # the harness package, at the repository's root
 
 import redis.asyncio as aioredis  # noqa: E402
 
+import agentnb  # noqa: E402
 from agentnb.redis import RedisStore  # noqa: E402
+from agentnb.server import create_app  # noqa: E402
 from harness.redis import redis_server  # noqa: E402
-from harness.report import Table, met  # noqa: E402
+from harness.report import Table, met, ms, percentile  # noqa: E402
+from harness.web import ServerProcess, machine_busy, serve_child  # noqa: E402
+from harness.wire import ChunkedBody, post_json, request, split_head  # noqa: E402
+
+_T = TypeVar("_T")
+HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -52,13 +99,38 @@ class Sizes:
     events: int
     rounds: int
     naive_events: int
+    latency_events: int
+    latency_rounds: int
+    emit_events: int
+    emit_rounds: int
 
 
-FULL = Sizes(events=50_000, rounds=7, naive_events=10_000)
-QUICK = Sizes(events=5_000, rounds=3, naive_events=1_000)
+FULL = Sizes(
+    events=50_000,
+    rounds=7,
+    naive_events=10_000,
+    latency_events=5_000,
+    latency_rounds=6,
+    emit_events=50_000,
+    emit_rounds=7,
+)
+QUICK = Sizes(
+    events=5_000,
+    rounds=3,
+    naive_events=1_000,
+    latency_events=1_000,
+    latency_rounds=2,
+    emit_events=5_000,
+    emit_rounds=3,
+)
 PER_TURN = 100  # frames a producer appends per loop turn (an agent streaming tokens)
 FRAME_SIZE = 300  # bytes: an SSE frame of a text chunk, about
 KEEP = 100_000  # entries a stream keeps (more than a round writes: no trimming measured)
+RATE = 1000.0  # events per second of the latency rounds
+TEXTS = [f"word {i:03d} of a short sentence, " for i in range(1000)]  # 30 bytes each
+MEMORY_RUNS = (100, 1_000, 5_000)  # texts per run measured in Redis
+RECORD_PREFIX = "agentnb:record:"  # a run's record (agentnb.redis._control)
+ENDS = (b"done", b"error", b"cancelled")
 
 
 def frames(n: int) -> list[bytes]:
@@ -96,6 +168,9 @@ async def alternate(
             await fn()
             times.append(time.perf_counter() - start)
     return out
+
+
+# -- 1. events per second through the store ---------------------------------------------
 
 
 async def through_store(store: RedisStore, data: list[bytes]) -> None:
@@ -160,14 +235,470 @@ async def through_redis_py(client: aioredis.Redis, data: list[bytes], *, pipelin
     await client.delete(key)
 
 
+# -- the agents (served in this process, and by the --serve children) ----------------------
+
+
+async def wait_turn(start: float, i: int, rate: float) -> None:
+    """Sleep until event *i* of a schedule of *rate* events/s begun at *start* is due."""
+    delay = start + i / rate - time.perf_counter()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def clocked(spec: dict[str, Any]) -> int:
+    """Asks to begin, then emits ``spec["events"]`` texts at ``spec["rate"]`` per second,
+    each starting with ``time.time_ns()`` taken just before its emit."""
+    await agentnb.ask("begin?", choices=["go"])
+    n, rate = int(spec["events"]), float(spec["rate"])
+    start = time.perf_counter()
+    for i in range(n):
+        await wait_turn(start, i, rate)
+        agentnb.emit(f"{time.time_ns()} {TEXTS[i % len(TEXTS)]}")
+    return n
+
+
+async def burst(n: int) -> int:
+    """Emits *n* 30-byte texts, yielding to the loop after every ``PER_TURN``."""
+    for i in range(n):
+        agentnb.emit(TEXTS[i % len(TEXTS)])
+        if i % PER_TURN == PER_TURN - 1:
+            await asyncio.sleep(0)
+    return n
+
+
+def serve(url: str) -> None:
+    """The --serve child: uvicorn with ``create_app(store=RedisStore(url))``."""
+    app = create_app(agents=[clocked], store=RedisStore(url), allowed_hosts=["*"])
+    serve_child(app, {"pid": os.getpid()})
+
+
+def xadd_writer(url: str) -> None:
+    """The --xadd child: for each line ``{"key", "events", "rate"}`` on stdin, XADD the
+    events one by one on the schedule, each the JSON an agentnb frame carries; print ``done``."""
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(url)
+        loop = asyncio.get_running_loop()
+        try:
+            while line := await loop.run_in_executor(None, sys.stdin.readline):
+                order = json.loads(line)
+                key, n, rate = order["key"], int(order["events"]), float(order["rate"])
+                start = time.perf_counter()
+                for i in range(n):
+                    await wait_turn(start, i, rate)
+                    event = {
+                        "kind": "text",
+                        "run_id": key,
+                        "seq": i,
+                        "path": [],
+                        "ts": time.time(),
+                        "text": f"{time.time_ns()} {TEXTS[i % len(TEXTS)]}",
+                    }
+                    await client.xadd(key, {"frame": json.dumps(event)})
+                print("done", flush=True)
+        finally:
+            await client.aclose()
+
+    _run(main())
+
+
+# -- 2. emit to client across processes -------------------------------------------------
+
+
+class SseReader:
+    """One HTTP/1.1 response of ``text/event-stream`` on a raw connection, read by hand."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.body = ChunkedBody()
+
+    @classmethod
+    async def open(cls, port: int, raw_request: bytes) -> SseReader:
+        reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 20)
+        writer.write(raw_request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200 "):
+            head += await asyncio.wait_for(reader.read(2000), 5)
+            writer.close()
+            raise RuntimeError(f"not a stream: {head[:600]!r}")
+        return cls(reader, writer)
+
+    async def events(self) -> tuple[int, list[tuple[bytes, bytes, bytes]]]:
+        """The time (``time.time_ns()``) a read returned and the events it completed:
+        ``(id, event, data)`` each."""
+        while True:
+            data = await self.reader.read(262_144)
+            now = time.time_ns()
+            if not data:
+                raise RuntimeError("the server closed the stream before its end")
+            out = []
+            for block in self.body.events(data).split(b"\r\n\r\n")[:-1]:
+                fields = dict(
+                    line.split(b": ", 1) for line in block.split(b"\r\n") if b": " in line
+                )
+                if b"data" in fields:
+                    out.append((fields.get(b"id", b""), fields.get(b"event", b""), fields[b"data"]))
+            if out:
+                return now, out
+
+    async def until(self, kind: bytes) -> tuple[bytes, bytes]:
+        """Read up to the first event of *kind*; its id and data."""
+        while True:
+            _, events = await self.events()
+            for event_id, event, data in events:
+                if event == kind:
+                    return event_id, data
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def post(port: int, path: str, value: object) -> bytes:
+    """POST *value* as JSON; the response body (raises unless 200)."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        headers = {"Content-Type": "application/json", "Connection": "close"}
+        writer.write(request("POST", path, f"{HOST}:{port}", json.dumps(value).encode(), headers))
+        answer = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    status, _, body = split_head(answer)
+    if status != 200:
+        raise RuntimeError(f"POST {path}: {answer[:300]!r}")
+    return body
+
+
+def emit_time(data: bytes) -> int:
+    """The ``time.time_ns()`` a text's JSON starts with."""
+    text: str = json.loads(data)["text"]
+    return int(text.partition(" ")[0])
+
+
+async def via_servers(a: int, b: int, n: int) -> list[int]:
+    """One run started on server *a*, read on server *b*: each text's latency, in ns."""
+    spec = {"events": n, "rate": RATE}
+    body = {"agent": "clocked", "input": spec, "on_disconnect": "continue"}
+    started = await SseReader.open(a, post_json("/api/stream", f"{HOST}:{a}", body))
+    try:
+        ask_id, ask = await started.until(b"ask")
+    finally:
+        started.close()  # the run goes on (on_disconnect: continue), read from b
+    run_id = ask_id.decode().rpartition(":")[0]
+    headers = {"Accept": "text/event-stream"}
+    path = f"/api/runs/{run_id}/events"
+    stream = await SseReader.open(b, request("GET", path, f"{HOST}:{b}", headers=headers))
+    latencies: list[int] = []
+    try:
+        await stream.until(b"ask")  # b's reader has caught up: it waits in XREAD BLOCK
+        answer = {"ask_id": json.loads(ask)["ask_id"], "value": "go"}
+        await post(b, f"/api/runs/{run_id}/answer", answer)  # to a, over the control channel
+        while True:
+            now, events = await stream.events()
+            for _, kind, data in events:
+                if kind == b"text":
+                    latencies.append(now - emit_time(data))
+                elif kind in ENDS:
+                    assert kind == b"done", data
+                    assert len(latencies) == n, (len(latencies), n)
+                    return latencies
+    finally:
+        stream.close()
+
+
+async def via_store(a: int, client: aioredis.Redis, n: int) -> list[int]:
+    """One run started on server *a*, its stream read here with XREAD BLOCK (no server in
+    between): each text's latency, in ns. Splits the emit-to-client path in two."""
+    spec = {"events": n, "rate": RATE}
+    body = {"agent": "clocked", "input": spec, "on_disconnect": "continue"}
+    started = await SseReader.open(a, post_json("/api/stream", f"{HOST}:{a}", body))
+    try:
+        ask_id, ask = await started.until(b"ask")
+    finally:
+        started.close()
+    run_id, _, position = ask_id.decode().rpartition(":")
+    key = "agentnb:run:" + run_id  # the store's key layout (agentnb.redis._store)
+    latencies: list[int] = []
+
+    async def read() -> None:
+        last: bytes | str = f"{int(position) + 1}-0"  # the ask's entry
+        while True:
+            got = cast(list[Any], await client.xread({key: last}, count=1000, block=1000))
+            now = time.time_ns()
+            if not got:
+                continue
+            for entry, fields in got[0][1]:
+                frame: bytes = fields[b"frame"]
+                if frame.find(b"\r\nevent: text\r\n") >= 0:
+                    latencies.append(now - emit_time(frame[frame.index(b"\r\ndata: ") + 8 :]))
+                last = entry
+                if b"end" in fields:
+                    return
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.05)  # it waits in XREAD BLOCK before the first text
+    answer = {"ask_id": json.loads(ask)["ask_id"], "value": "go"}
+    await post(a, f"/api/runs/{run_id}/answer", answer)
+    await reader
+    assert len(latencies) == n, (len(latencies), n)
+    return latencies
+
+
+@dataclass
+class XaddProcess:
+    """The --xadd child, driven over its stdin."""
+
+    proc: asyncio.subprocess.Process
+
+    @classmethod
+    async def start(cls, url: str) -> XaddProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(HERE), "--xadd", url, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        return cls(proc)
+
+    async def write(self, key: str, n: int) -> None:
+        """XADD *n* events to *key* on the schedule; returns when the writer is done."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        line = json.dumps({"key": key, "events": n, "rate": RATE}) + "\n"
+        self.proc.stdin.write(line.encode())
+        await self.proc.stdin.drain()
+        done = await self.proc.stdout.readline()
+        if done.strip() != b"done":
+            raise RuntimeError(f"the XADD writer stopped: {done!r}")
+
+    async def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def via_redis(writer: XaddProcess, client: aioredis.Redis, n: int) -> list[int]:
+    """*n* events XADDed by the writer process, read here with XREAD BLOCK: latencies in ns."""
+    key = "bench:latency:" + uuid.uuid4().hex
+    latencies: list[int] = []
+
+    async def read() -> None:
+        last: bytes | str = "0-0"
+        while len(latencies) < n:
+            got = cast(list[Any], await client.xread({key: last}, count=1000, block=1000))
+            now = time.time_ns()
+            if not got:
+                continue
+            for entry, fields in got[0][1]:
+                text: str = json.loads(fields[b"frame"])["text"]
+                latencies.append(now - int(text.partition(" ")[0]))
+                last = entry
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.05)  # it waits in XREAD BLOCK before the first XADD
+    await writer.write(key, n)
+    await reader
+    await client.delete(key)
+    return latencies
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process *pid* has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class LatencyRound:
+    latencies: list[int]  # ns
+    cpu: dict[str, float]  # process -> CPU seconds in the round
+
+    def q(self, p: float) -> float:
+        """The *p*-th percentile, in seconds."""
+        return percentile(self.latencies, p) / 1e9
+
+
+@dataclass
+class Latency:
+    agentnb: list[LatencyRound] = field(default_factory=list)
+    bare: list[LatencyRound] = field(default_factory=list)
+    half: list[LatencyRound] = field(default_factory=list)  # agent -> Redis -> XREAD
+
+    def ratio(self, p: float, pick: Callable[[list[float]], float], side: str = "agentnb") -> float:
+        """*side*'s *p*-th percentile over the baseline's, each picked among the rounds."""
+        subject: list[LatencyRound] = getattr(self, side)
+        return pick([r.q(p) for r in subject]) / pick([r.q(p) for r in self.bare])
+
+
+async def timed_round(fn: Callable[[], Awaitable[list[int]]], pids: dict[str, int]) -> LatencyRound:
+    """Run one latency round; the CPU each process of *pids* (and this one) used in it."""
+    gc.collect()
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    mine, busy = time.process_time(), machine_busy()
+    latencies = await fn()
+    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu["client"] = time.process_time() - mine
+    cpu["others"] = max(machine_busy() - busy - sum(cpu.values()), 0.0)
+    return LatencyRound(latencies, cpu)
+
+
+async def latency(url: str, sizes: Sizes, redis_pid: int | None) -> Latency:
+    out = Latency()
+    async with AsyncExitStack() as stack:
+        servers = []
+        for _ in range(2):
+            server = ServerProcess([str(HERE), "--serve", url])
+            stack.callback(server.close)
+            servers.append(server)
+        a, b = servers
+        writer = await XaddProcess.start(url)
+        stack.push_async_callback(writer.close)
+        client = aioredis.Redis.from_url(url)
+        stack.push_async_callback(client.aclose)
+        extra = {"redis": redis_pid} if redis_pid is not None else {}
+        measured: list[tuple[Callable[[], Awaitable[list[int]]], dict[str, int], list[Any]]] = [
+            (
+                lambda: via_servers(a.port, b.port, sizes.latency_events),
+                {"server A": a.proc.pid, "server B": b.proc.pid, **extra},
+                out.agentnb,
+            ),
+            (
+                lambda: via_redis(writer, client, sizes.latency_events),
+                {"writer": writer.proc.pid, **extra},
+                out.bare,
+            ),
+            (
+                lambda: via_store(a.port, client, sizes.latency_events),
+                {"server A": a.proc.pid, **extra},
+                out.half,
+            ),
+        ]
+        await via_servers(a.port, b.port, 500)  # warm both paths untimed
+        await via_redis(writer, client, 500)
+        await via_store(a.port, client, 500)
+        for i in range(sizes.latency_rounds):
+            order = measured[i % 3 :] + measured[: i % 3]  # each side first in turn
+            for fn, pids, rounds in order:
+                rounds.append(await timed_round(fn, pids))
+    return out
+
+
+# -- 3. emit cost in the agent ------------------------------------------------------------
+
+
+@dataclass
+class EmitRounds:
+    ended: list[float] = field(default_factory=list)  # start to the run's end
+    flushed: list[float] = field(default_factory=list)  # ... and its frames in Redis
+
+
+async def served_run(app: Any, agent: str, arg: int) -> tuple[str, float, float]:
+    """Start *agent* in *app*'s hub and wait for its end and its frames' flush;
+    the run id and the seconds to each."""
+    hub = app.state.hub
+    start = time.perf_counter()
+    served = hub.start(agent, (arg,), "continue")
+    run = served.run
+    await run.wait()
+    ended = time.perf_counter() - start
+    if served.announced is not None:
+        await served.announced
+    if served.writer is not None:
+        await served.writer.flush()
+    return served.id, ended, time.perf_counter() - start
+
+
+@asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[Any]:
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def emit_cost(url: str, sizes: Sizes) -> tuple[EmitRounds, EmitRounds, list[Stored]]:
+    stored, memory = EmitRounds(), EmitRounds()
+    async with AsyncExitStack() as stack:
+        with_store = await stack.enter_async_context(
+            lifespan(create_app(agents=[burst], store=RedisStore(url)))
+        )
+        in_memory = await stack.enter_async_context(lifespan(create_app(agents=[burst])))
+        sides = [(with_store, stored), (in_memory, memory)]
+        for app, _ in sides:  # warm both untimed
+            await served_run(app, "burst", sizes.emit_events)
+        for i in range(sizes.emit_rounds):
+            for app, rounds in sides if i % 2 == 0 else sides[::-1]:
+                gc.collect()
+                _, ended, flushed = await served_run(app, "burst", sizes.emit_events)
+                rounds.ended.append(ended)
+                rounds.flushed.append(flushed)
+        held = [await stored_run(with_store, n) for n in MEMORY_RUNS]
+    return stored, memory, held
+
+
+# -- 4. memory per run in Redis -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    texts: int
+    frames: int  # frames in the stream (the texts and the terminal event)
+    frame_bytes: int  # their total length
+    stream: int  # MEMORY USAGE of the stream, bytes
+    record: int  # MEMORY USAGE of the run's record, bytes
+
+
+async def stored_run(app: Any, n: int) -> Stored:
+    """Serve a run of *n* texts; what its stream and record take in Redis once it ended."""
+    run_id, _, _ = await served_run(app, "burst", n)
+    store: RedisStore = app.state.hub.shared.store
+    client = store.redis
+    key = store.key(run_id)
+    record = RECORD_PREFIX + run_id
+    deadline = time.monotonic() + 5
+    while await client.hget(record, "status") != b"done":  # the end is recorded after the flush
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"run {run_id}'s record does not say done")
+        await asyncio.sleep(0.01)
+    entries = cast(list[Any], await client.xrange(key))
+    return Stored(
+        n,
+        len(entries),
+        sum(len(fields[b"frame"]) for _, fields in entries),
+        cast(int, await client.memory_usage(key, samples=0)),
+        cast(int, await client.memory_usage(record, samples=0)),
+    )
+
+
+async def frame_memory(url: str, n: int) -> float:
+    """``MEMORY USAGE`` per frame of a stream of *n* 300-byte frames written by a RunWriter."""
+    async with RedisStore(url, keep_count=KEEP, keep_bytes=1 << 30) as store:
+        run_id = uuid.uuid4().hex
+        writer = store.writer(run_id)
+        for i, frame in enumerate(frames(n)):
+            writer.append(frame, last=i == n - 1)
+        await writer.aclose()
+        used = cast(int, await store.redis.memory_usage(store.key(run_id), samples=0))
+        await store.delete(run_id)
+    return used / n
+
+
+# -- the whole run ----------------------------------------------------------------------------
+
+
 @dataclass
 class Results:
     pipelined: Compared
     naive: Compared
+    latency: Latency
+    emit_store: EmitRounds
+    emit_memory: EmitRounds
+    runs: list[Stored]
     memory_per_frame: float
 
 
-async def measure(url: str, sizes: Sizes) -> Results:
+async def throughput(url: str, sizes: Sizes) -> tuple[Compared, Compared]:
     data = frames(sizes.events)
     naive_data = frames(sizes.naive_events)
     async with RedisStore(url, keep_count=KEEP, keep_bytes=1 << 30) as store:
@@ -183,34 +714,96 @@ async def measure(url: str, sizes: Sizes) -> Results:
                 lambda: through_store(store, naive_data),
                 lambda: through_redis_py(client, naive_data, pipelined=False),
             )
-            run_id = uuid.uuid4().hex
-            writer = store.writer(run_id)
-            for i, frame in enumerate(data):
-                writer.append(frame, last=i == len(data) - 1)
-            await writer.aclose()
-            used = cast(int, await client.memory_usage(store.key(run_id), samples=0))
-            await store.delete(run_id)
         finally:
             await client.aclose()
-    return Results(pipelined, naive, used / len(data))
+    return pipelined, naive
+
+
+async def measure(url: str, sizes: Sizes, redis_pid: int | None) -> Results:
+    print("1. events/s through the store ...", flush=True)
+    pipelined, naive = await throughput(url, sizes)
+    print("2. emit to client across processes ...", flush=True)
+    lat = await latency(url, sizes, redis_pid)
+    print("3. emit cost in the agent ...", flush=True)
+    emit_store, emit_memory, runs = await emit_cost(url, sizes)
+    per_frame = await frame_memory(url, sizes.events)
+    return Results(pipelined, naive, lat, emit_store, emit_memory, runs, per_frame)
 
 
 def rate(n: int, seconds: float) -> str:
     return f"{n / seconds / 1000:.1f}k events/s"
 
 
+def report_latency(lat: Latency, n: int) -> None:
+    print(f"\n2. emit to client, {n:,} events at {RATE:,.0f}/s per round (p50 / p99 / max)")
+    sides = (("agentnb", lat.agentnb), ("bare", lat.bare), ("A only", lat.half))
+    for side, rounds in sides:
+        for r in rounds:
+            cpu = ", ".join(f"{k} {v * 1e3 / (n / 1000):.0f}" for k, v in r.cpu.items())
+            print(
+                f"  {side:8} {ms(r.q(50)):>8} {ms(r.q(99)):>8} {ms(r.q(100)):>8}"
+                f"   CPU ms per 1,000 events: {cpu}"
+            )
+    for side, rounds in sides:
+        pooled = [x for r in rounds for x in r.latencies]
+        print(
+            f"  {side:8} all rounds: p50 {ms(percentile(pooled, 50) / 1e9)}, "
+            f"p90 {ms(percentile(pooled, 90) / 1e9)}, p99 {ms(percentile(pooled, 99) / 1e9)}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
-    sizes = QUICK if parser.parse_args(argv).quick else FULL
+    parser.add_argument(
+        "--url", help="a Redis to use (default: a redis-server started for the run)"
+    )
+    parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--xadd", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve)
+        return
+    if args.xadd:
+        xadd_writer(args.xadd)
+        return
+    sizes = QUICK if args.quick else FULL
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, sizes {sizes}")
-    with redis_server() as server:
-        results = asyncio.run(measure(server.url, sizes))
-    pipelined, naive = results.pipelined, results.naive
-    print(f"\n{sizes.events:,} frames of {FRAME_SIZE} B, {PER_TURN} per loop turn, read live")
+    started = time.perf_counter()
+    if args.url:
+        results = _run(measure(args.url, sizes, None))
+    else:
+        with redis_server() as server:
+            assert server.process is not None
+            results = _run(measure(server.url, sizes, server.process.pid))
+    report(results, sizes)
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+
+
+def report(results: Results, sizes: Sizes) -> None:
+    pipelined, naive, lat = results.pipelined, results.naive, results.latency
+    print(f"\n1. {sizes.events:,} frames of {FRAME_SIZE} B, {PER_TURN} per loop turn, read live")
     for label, times in (("store", pipelined.subject), ("redis-py", pipelined.baseline)):
         print(f"  {label:9} " + "  ".join(rate(sizes.events, t) for t in times))
-    n = sizes.naive_events
+    report_latency(lat, sizes.latency_events)
+    n = sizes.emit_events
+    print(f"\n3. an agent emitting {n:,} texts, start to end (start to flushed)")
+    for label, rounds in (("store", results.emit_store), ("memory", results.emit_memory)):
+        print(
+            f"  {label:9} "
+            + "  ".join(
+                f"{rate(n, e)} ({rate(n, f)})"
+                for e, f in zip(rounds.ended, rounds.flushed, strict=True)
+            )
+        )
+    print("\n4. a served run in Redis once ended (stream + record, MEMORY USAGE)")
+    for run in results.runs:
+        print(
+            f"  {run.texts:>6,} texts: {run.stream + run.record:>9,} B "
+            f"(stream {run.stream:,} B, record {run.record} B; {run.frames:,} frames of "
+            f"{run.frame_bytes / run.frames:.0f} B on average: "
+            f"{run.stream / run.frames:.0f} B each)"
+        )
 
     print("\nSummary (medians; each baseline measured in the same run)")
     table = Table("measure", "agentnb", "baseline", "ratio", "goal", "met")
@@ -224,14 +817,60 @@ def main(argv: list[str] | None = None) -> None:
     )
     table.add(
         "events/s, store vs one XADD per event",
-        rate(n, statistics.median(naive.subject)),
-        rate(n, statistics.median(naive.baseline)) + " (redis-py)",
+        rate(sizes.naive_events, statistics.median(naive.subject)),
+        rate(sizes.naive_events, statistics.median(naive.baseline)) + " (redis-py)",
         f"{naive.rate_ratio_median():.2f}x (best {naive.rate_ratio_best():.2f}x)",
         "(scale)",
         "-",
     )
+    paths = (
+        (99, 1.5, "agentnb", "emit to client p99, 1,000/s, A -> Redis -> B -> client"),
+        (50, None, "agentnb", "emit to client p50, the same"),
+        (99, None, "half", "emit to a Redis reader p99, A -> Redis -> XREAD"),
+        (50, None, "half", "emit to a Redis reader p50, the same"),
+    )
+    for p, goal, side, label in paths:
+        median_ratio = lat.ratio(p, statistics.median, side)
+        best_ratio = lat.ratio(p, min, side)
+        table.add(
+            label,
+            ms(statistics.median(r.q(p) for r in getattr(lat, side))),
+            ms(statistics.median(r.q(p) for r in lat.bare)) + " (XADD -> XREAD BLOCK)",
+            f"{median_ratio:.2f}x (best {best_ratio:.2f}x)",
+            f"<= {goal}x" if goal else "(info)",
+            met(median_ratio <= goal, best_ratio <= goal) if goal else "-",
+        )
+    stored, memory = results.emit_store, results.emit_memory
+    ratio = statistics.median(memory.flushed) / statistics.median(stored.flushed)
+    best = min(memory.flushed) / min(stored.flushed)
     table.add(
-        "memory per frame in Redis",
+        "agent's events/s, store vs in memory (to flushed)",
+        rate(n, statistics.median(stored.flushed)),
+        rate(n, statistics.median(memory.flushed)) + " (no store)",
+        f"{ratio:.2f}x (best {best:.2f}x)",
+        ">= 0.5x",
+        met(ratio >= 0.5, best >= 0.5),
+    )
+    ended = statistics.median(memory.ended) / statistics.median(stored.ended)
+    table.add(
+        "agent's events/s, store vs in memory (to the end)",
+        rate(n, statistics.median(stored.ended)),
+        rate(n, statistics.median(memory.ended)) + " (no store)",
+        f"{ended:.2f}x (best {min(memory.ended) / min(stored.ended):.2f}x)",
+        "(info)",
+        "-",
+    )
+    for run in results.runs:
+        table.add(
+            f"Redis memory, a run of {run.texts:,} texts",
+            f"{run.stream + run.record:,} B",
+            f"{run.frame_bytes:,} B (its frames)",
+            f"{(run.stream + run.record) / run.frame_bytes:.2f}x",
+            "(scale)",
+            "-",
+        )
+    table.add(
+        "Redis memory per frame",
         f"{results.memory_per_frame:.0f} B",
         f"{FRAME_SIZE} B (the frame)",
         f"{results.memory_per_frame / FRAME_SIZE:.2f}x",
@@ -239,7 +878,26 @@ def main(argv: list[str] | None = None) -> None:
         "-",
     )
     table.print()
-    print(json.dumps({"store_rate_ratio": round(pipelined.rate_ratio_median(), 3)}))
+    print(
+        json.dumps(
+            {
+                "store_rate_ratio": round(pipelined.rate_ratio_median(), 3),
+                "latency_p99_ratio": round(lat.ratio(99, statistics.median), 3),
+                "latency_p50_ratio": round(lat.ratio(50, statistics.median), 3),
+                "emit_rate_ratio": round(ratio, 3),
+            }
+        )
+    )
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run *coro* on uvloop when it is installed (as uvicorn does), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ reader), and the store stays independent of the wire format.
 
 **Writing.** ``append`` (sync, any thread, a few microseconds) queues the frame
 locally; one writer task per run sends everything queued since its last write
-in one pipeline (at most ``BATCH`` entries): an ``XADD`` per frame, an exact
+in one call of a Lua script (at most ``BATCH`` entries, the frames joined in one
+argument: one command to pack and one reply to parse): an ``XADD`` per frame, an exact
 ``XTRIM MINID`` when the run holds more than ``keep_count`` entries or
 ``keep_bytes`` bytes (the newest entry always stays), and an ``EXPIRE``: the
 key lives ``idle_ttl`` seconds after the last write while the run goes on (so
@@ -58,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import threading
 import time
@@ -71,7 +73,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = [
@@ -96,6 +98,37 @@ CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a connection to Redis (a host that does not answer)."""
 _PAUSE = 0.05  # seconds between attempts while Redis does not answer
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError)
+# One batch of a writer in one call: the XADDs (only the first frame makes the stream: a later
+# one finding it gone, lost in a Redis restart or expired, gets nil rather than starting a
+# stream with a hole), the exact trim and the expiry. ARGV: first position, TTL (ms), MINID
+# ("" for none), "1" if the last frame is the terminal one, the frames joined, their count,
+# their lengths. Returns 0, or {n, error} for the n-th frame refused.
+_APPEND = """
+local key = KEYS[1]
+local first = tonumber(ARGV[1])
+local blob = ARGV[5]
+local i, at, count = 0, 1, tonumber(ARGV[6])
+for size in string.gmatch(ARGV[7], '%d+') do
+  i = i + 1
+  local p = first + i - 1
+  local frame = string.sub(blob, at, at + size - 1)
+  at = at + size
+  local tail = {}
+  if i == count and ARGV[4] == '1' then tail = {'end', '1'} end
+  local r
+  if p == 0 then
+    r = redis.pcall('XADD', key, (p + 1) .. '-0', 'frame', frame, unpack(tail))
+  else
+    r = redis.pcall('XADD', key, 'NOMKSTREAM', (p + 1) .. '-0', 'frame', frame, unpack(tail))
+  end
+  if not r then return {i, 'missing'} end
+  if type(r) == 'table' and r.err then return {i, r.err} end
+end
+if ARGV[3] ~= '' then redis.call('XTRIM', key, 'MINID', ARGV[3]) end
+redis.call('PEXPIRE', key, ARGV[2])
+return 0
+"""
+_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()
 
 T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py reads it: (id, fields)
@@ -570,35 +603,31 @@ class RunWriter:
         return held
 
     async def _send(self, batch: list[tuple[int, bytes, bool]], held: int) -> None:
-        """One pipeline: XADD the frames of *batch* from position *held* on, trim, expire."""
+        """One script call: XADD the frames of *batch* from position *held* on, trim, expire."""
         store, key = self.store, self.key
-        pipe = store.redis.pipeline(transaction=False)
         added = [entry for entry in batch if entry[0] >= held]
-        for position, frame, last in added:
-            fields: dict[Any, Any] = {"frame": frame, "end": b"1"} if last else {"frame": frame}
-            # Only the first frame makes the stream: a later one finding it gone (lost in a
-            # Redis restart, expired) gets nil rather than starting a stream with a hole.
-            pipe.xadd(key, fields, id=entry_id(position), nomkstream=position > 0)
         keep_from = self._trim_point(batch)
-        if keep_from > self.first:
-            pipe.xtrim(key, minid=entry_id(keep_from), approximate=False)
         ended = batch[-1][2]
-        pipe.pexpire(key, int((store.ttl if ended else store.idle_ttl) * 1000))
-        results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, _TRANSIENT):
-                raise result
-        for (position, _, _), result in zip(added, results, strict=False):
-            if result is None:
+        ttl = int((store.ttl if ended else store.idle_ttl) * 1000)
+        minid = entry_id(keep_from) if keep_from > self.first else ""
+        first = added[0][0] if added else held
+        last = b"1" if added and added[-1][2] else b"0"
+        blob = b"".join([frame for _, frame, _ in added])
+        sizes = " ".join([str(len(frame)) for _, frame, _ in added])
+        args: list[bytes | str | int] = [first, ttl, minid, last, blob, len(added), sizes]
+        try:
+            result = await store.redis.evalsha(_APPEND_SHA, 1, key, *args)
+        except NoScriptError:
+            result = await store.redis.eval(_APPEND, 1, key, *args)
+        if result != 0:
+            index, message = int(result[0]), result[1]
+            position = first + index - 1
+            if message == b"missing":
                 raise StreamMissing(store.url, self.run_id, key)
-            if isinstance(result, ResponseError):
-                raise store.error(
-                    f"run {self.run_id}'s stream refused position {position} ({result}): "
-                    "another writer is writing it"
-                )
-        for result in results[len(added) :]:
-            if isinstance(result, Exception):
-                raise result
+            raise store.error(
+                f"run {self.run_id}'s stream refused position {position} ({message!r}): "
+                "another writer is writing it"
+            )
         self._wrote(batch, keep_from)
 
     def _trim_point(self, batch: Iterable[tuple[int, bytes, bool]]) -> int:
