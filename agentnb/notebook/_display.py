@@ -101,6 +101,7 @@ def _make_view_class() -> type:
         status = traitlets.Unicode("running").tag(sync=True)
         started = traitlets.Float(0.0).tag(sync=True)
         ended = traitlets.Float(0.0).tag(sync=True)
+        items = traitlets.Int(0).tag(sync=True)  # the display items sent, once the run ended
 
         def __repr__(self) -> str:
             return f"RunView({self.title})"
@@ -224,8 +225,9 @@ class NotebookSink:
         self._flush()
         status = self.run.status if self.run is not None else self._final or "done"
         if self.view is not None:
-            with self.view.hold_sync():  # one state update, not two
+            with self.view.hold_sync():  # one state update, not three
                 self.view.ended = time.time()
+                self.view.items = self._sent
                 self.view.status = status
         if self.fmt == "markdown":
             bundle = {

@@ -47,6 +47,12 @@ function forget(model) {
 }
 
 const PONG_MS = 1500;
+// How long after it is drawn a view asks the kernel for what it lacks (and, while its
+// run runs, whether the kernel is there). A view drawn as its run streams in this page
+// lacks nothing; and a message to the kernel just as a fast cell ends is one that
+// ipykernel 7.4 can answer by labelling the next cell's "idle" as the previous one's
+// (JupyterLab then never shows that cell's execution count).
+const SETTLE_MS = 300;
 const URL = /\bhttps?:\/\/[^\s<>"'`\u0000-\u001f\u007f]+[^\s<>"'`.,;:!?)\]}\u0000-\u001f\u007f]/g;
 
 // *text* as text nodes, with each web address in it a link.
@@ -144,7 +150,8 @@ class View {
     model.on("destroy", this.onGone);
     this.timer = setInterval(() => this.header(), 500);
     this.header();
-    if (this.running()) this.ping(); // a view drawn again (reload, reopen): is its kernel there?
+    // A view drawn again (reload, reopen): is its kernel there?
+    this.settle = setTimeout(() => this.ping(), SETTLE_MS);
   }
 
   running() {
@@ -490,6 +497,7 @@ class View {
 
   dispose() {
     if (this.timer) clearInterval(this.timer);
+    clearTimeout(this.settle);
     if (this.waiting) clearTimeout(this.waiting);
     this.model.off("change:status", this.onState);
     this.model.off("change:ended", this.onState);
@@ -513,7 +521,15 @@ export default {
     const view = new View(model, el);
     view.update(s.items);
     s.views.add(view);
-    model.send({ t: "sync", have: s.items.length });
-    return () => { s.views.delete(view); view.dispose(); };
+    // A view drawn where the kernel's batches came before it (a reload, a second page)
+    // asks for the rest: while its run runs, always (a run waiting on a question sends
+    // nothing more); once it ended, if it has fewer items than the kernel sent.
+    const lacking = setTimeout(() => {
+      const ended = model.get("status") !== "running";
+      if (!ended || s.items.length < model.get("items")) {
+        model.send({ t: "sync", have: s.items.length });
+      }
+    }, SETTLE_MS);
+    return () => { clearTimeout(lacking); s.views.delete(view); view.dispose(); };
   },
 };
