@@ -50,6 +50,13 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return false
 """
+_FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], 'status', ARGV[1])
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 _POLL = 1.0  # seconds per wait for a message (below the client's socket timeout)
 _PAUSE = 0.1  # seconds between attempts to subscribe again after Redis failed
 _RESENDS = 5  # more tries of a request nobody received (while its owner subscribes again)
@@ -76,6 +83,7 @@ class Control:
         self._replies: set[asyncio.Task[None]] = set()
         # HINCRBY only on a record that exists (never making one without its TTL).
         self._count = self.redis.register_script(_COUNT)
+        self._finish = self.redis.register_script(_FINISH)
 
     def __repr__(self) -> str:
         return f"<Control {self.channel} waiting={len(self._waiting)}>"
@@ -126,8 +134,13 @@ class Control:
         return None if got is None else int(got)
 
     async def finish(self, run_id: str, status: str) -> None:
-        """Record that a run ended (its record then expires with its stream)."""
-        await self._record(run_id, {"status": status}, self.store.ttl)
+        """Record that a run ended (its record then expires with its stream); a record that
+        is gone (expired, or lost in a Redis restart) is not made again, partial."""
+        key = self.record_key(run_id)
+        try:
+            await self._finish(keys=[key], args=[status, int(self.store.ttl * 1000)])
+        except RedisError as exc:
+            raise self.store.error(f"recording the end of run {run_id}: {exc}") from exc
 
     async def _record(
         self, run_id: str, fields: Mapping[str, str], ttl: float, *, read: str = ""

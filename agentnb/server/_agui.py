@@ -2,8 +2,9 @@
 
 The request is an AG-UI ``RunAgentInput`` (422 naming the field for a malformed one); the
 agent's input is the text of the last ``user`` message (none: the agent is called without
-one). The run is started through the hub like any other, so ``/api/runs/{id}`` describes,
-cancels and answers it (``X-Agentnb-Run-Id`` names it); the agent finds the request's
+one). The run is started through the hub like any other (``RunHub.open``: with a store,
+on a worker when one offers the agent), so ``/api/runs/{id}`` describes, cancels and
+answers it (``X-Agentnb-Run-Id`` names it); the agent finds the request's
 ``threadId``, ``runId``, ``state``, ``forwardedProps``, ``context``, ``tools`` and
 ``messages`` in ``agentnb.current_run().metadata["agui"]``. Each event is an ``ag_ui.core``
 model framed by ``ag_ui.encoder.EventEncoder`` (``data: {json}`` and LF line ends: the
@@ -67,15 +68,21 @@ id; open sub-agents end as ``suspended``. A run nobody resumes is cancelled afte
 without one. That response streams the same run from just after the question (its
 ``answer`` first) to the next question or the end. 409 for an interrupt that is unknown or
 already answered, 422 for a payload that is not an answer or not a choice.
+
+With a store (``create_app(store=...)``) the interrupt is kept in Redis (a
+:class:`~agentnb.server._stored.Suspension`: the run, the ask's position, the open
+sub-agents), so the resume may go to any server process: it answers the question in
+the process running the run (exactly one answer is taken there) and streams the rest
+from the store. The process that sent the interrupt cancels the run after
+``keep_seconds`` if the question is still open and nobody reads the run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -158,12 +165,12 @@ from ._errors import ApiError
 from ._hub import RunHub
 from ._requests import read_json
 from ._response import RunEventStream
-from ._served import Listener, ServedRun
+from ._served import Listener
+from ._stored import StoreListener, Suspension, Suspensions
 from ._wire import _NAIVE_LINE_ENDS
 
 __all__ = ["AguiEncoder", "agui_routes"]
 
-_RESUMED_KEPT = 10_000  # answered interrupts remembered, to answer 409 "answered" after the run
 _APPROVAL = ["approve", "deny"]
 TextRole = Literal["developer", "system", "assistant", "user"]
 _TEXT_ROLES: dict[str, TextRole] = {
@@ -173,6 +180,7 @@ _TEXT_ROLES: dict[str, TextRole] = {
     "user": "user",
 }
 _encoder = EventEncoder()
+logger = logging.getLogger("agentnb.server")
 
 Lane = str | None
 """Whose events: a sub-run's run id (its ``subagentRunId``), or None for the run itself."""
@@ -739,16 +747,6 @@ def encode(event: BaseEvent) -> bytes:
 # -- the route --------------------------------------------------------------------
 
 
-@dataclass
-class _Suspended:
-    """A run waiting for the resume of the interrupt its question ended a response with."""
-
-    served: ServedRun
-    position: int  # of the ask event in the run's buffer: a resume listens after it
-    subs: list[_Sub]
-    timer: asyncio.TimerHandle | None = None
-
-
 def parse_input(body: object) -> RunAgentInput:
     """The request body as a ``RunAgentInput``; else a 422 that names the fields."""
     if not isinstance(body, dict):
@@ -834,28 +832,39 @@ def _answer_of(entry: ResumeEntry, ask: Ask, where: str) -> str | None:
     return value
 
 
+def _subs_state(subs: list[_Sub]) -> JSON:
+    return [
+        {"run_id": sub.run_id, "name": sub.name, "path": list(sub.path), "parent": sub.parent}
+        for sub in subs
+    ]
+
+
+def _subs_of(state: JSON) -> list[_Sub]:
+    """The sub-agents a suspension left open (see ``_subs_state``)."""
+    subs: list[_Sub] = []
+    for item in state if isinstance(state, list) else []:
+        if isinstance(item, dict):
+            run_id, name, path, parent = (item.get(k) for k in ("run_id", "name", "path", "parent"))
+            if isinstance(run_id, str) and isinstance(name, str) and isinstance(path, list):
+                parent_id = parent if isinstance(parent, str) else None
+                subs.append(_Sub(run_id, name, tuple(str(p) for p in path), parent_id))
+    return subs
+
+
 def agui_routes(
     app: FastAPI, hub: RunHub, *, max_body: int, ping: float, send_timeout: float | None
 ) -> None:
     """Add ``POST /ag-ui/{agent}`` (see the module) to *app*, serving *hub*'s agents."""
-    suspended: dict[str, _Suspended] = {}  # ask id -> the run waiting for its resume
-    resumed: OrderedDict[str, str] = OrderedDict()  # ask id -> run id, the latest answered
 
-    def forget(ask_id: str) -> None:
-        entry = suspended.pop(ask_id, None)
-        if entry is not None and entry.timer is not None:
-            entry.timer.cancel()
+    async def expire(suspension: Suspension) -> None:
+        run_id, ask_id = suspension.run_id, suspension.ask.ask_id
+        if await hub.asking(run_id, ask_id) and not await hub.watched(run_id):
+            await hub.cancel(run_id, f"no AG-UI resume came within {hub.keep_seconds:g} s")
 
-    def expire(ask_id: str) -> None:
-        entry = suspended.pop(ask_id, None)
-        if entry is None:
-            return
-        run = entry.served.run
-        if run is not None and not entry.served.listeners and entry.served.asking(ask_id):
-            run.cancel(f"no AG-UI resume came within {hub.keep_seconds:g} s")
+    suspensions = Suspensions(hub, "agui", expire)
 
     async def body(
-        encoder: AguiEncoder, listener: Listener, first: list[BaseEvent]
+        encoder: AguiEncoder, listener: Listener | StoreListener, first: list[BaseEvent]
     ) -> AsyncIterator[bytes]:
         served = listener.served
         yield b"".join(encode(item) for item in first)
@@ -863,20 +872,31 @@ def agui_routes(
             start = listener.position - len(batch)
             out: list[bytes] = []
             for i, event in enumerate(batch):
-                if isinstance(event, Ask) and served.asking(event.ask_id):
+                if isinstance(event, Ask) and await hub.asking(served.id, event.ask_id):
                     out += [encode(item) for item in encoder.interrupt(event)]
-                    entry = _Suspended(served, start + i, list(encoder.subs.values()))
-                    forget(event.ask_id)
-                    suspended[event.ask_id] = entry
-                    entry.timer = asyncio.get_running_loop().call_later(
-                        hub.keep_seconds, expire, event.ask_id
-                    )
+                    state = _subs_state(list(encoder.subs.values()))
+                    suspension = Suspension(served.id, served.agent, start + i, event, state)
+                    try:  # kept before the client sees it: the resume may go anywhere at once
+                        await suspensions.hold(suspension)
+                    except Exception as exc:  # Redis failed: the resume will be refused
+                        logger.warning("agentnb: the AG-UI interrupt was not kept: %s", exc)
                     listener.leave()  # before the last write: a client leaving now keeps the run
                     yield b"".join(out)
                     return
                 out += [encode(item) for item in encoder.feed(event)]
             if out:
                 yield b"".join(out)
+
+    def respond(
+        encoder: AguiEncoder, listener: Listener | StoreListener, first: list[BaseEvent]
+    ) -> Response:
+        return RunEventStream(
+            listener,
+            ping=ping,
+            send_timeout=send_timeout,
+            body=body(encoder, listener, first),
+            sep="\n",  # @ag-ui/client reads LF only
+        )
 
     @app.post("/ag-ui/{agent}", response_class=EventSourceResponse)
     async def agui_run(request: Request, agent: str) -> Response:
@@ -885,98 +905,89 @@ def agui_routes(
         With ``resume``, answers the interrupt (a question) a previous response ended with
         and streams the run on from it.
         """
-        hub.agent(agent)  # 404 before reading the body
+        await hub.offered(agent)  # 404 before reading the body
         run_input = parse_input(await read_json(request, max_body))
         if run_input.resume:
-            return resume(agent, run_input, run_input.resume)
+            return await resume(agent, run_input, run_input.resume)
         text = input_text(run_input)
-        served = hub.start(agent, () if text is None else (text,), metadata=_metadata(run_input))
-        listener = served.listen()
-        encoder = AguiEncoder(run_input.thread_id, run_input.run_id, served.id, agent)
-        first: list[BaseEvent] = [encoder.started(run_input.parent_run_id)]
-        return RunEventStream(
-            listener,
-            ping=ping,
-            send_timeout=send_timeout,
-            body=body(encoder, listener, first),
-            sep="\n",  # @ag-ui/client reads LF only
-        )
+        args = () if text is None else (text,)
+        listener = await hub.open(agent, args, metadata=_metadata(run_input))
+        encoder = AguiEncoder(run_input.thread_id, run_input.run_id, listener.served.id, agent)
+        return respond(encoder, listener, [encoder.started(run_input.parent_run_id)])
 
-    def resume(agent: str, run_input: RunAgentInput, entries: list[ResumeEntry]) -> Response:
-        held: ServedRun | None = None
+    async def resume(agent: str, run_input: RunAgentInput, entries: list[ResumeEntry]) -> Response:
+        run_id: str | None = None
+        after: int | None = None  # the position the response goes on from
+        subs: list[_Sub] = []
         answers: list[tuple[str, str | None]] = []
         for n, entry in enumerate(entries):
             ask_id = entry.interrupt_id
-            served = hub.holding(ask_id)
-            run = served.run if served is not None else None
-            if (served is None or run is None) and ask_id in resumed:
-                raise ApiError(
-                    409,
-                    "answered",
-                    f"the interrupt {ask_id!r:.80} (resume.{n}.interruptId) is already answered "
-                    f"and its run {resumed[ask_id]} has ended; exactly one answer is taken",
-                )
-            if served is None or run is None:
+            suspension = await suspensions.get(ask_id)
+            if suspension is None:
+                suspension = await _asked(ask_id, n)
+            if suspension.agent != agent:
                 raise ApiError(
                     409,
                     "unknown_interrupt",
-                    f"no run here waits on the interrupt {ask_id!r:.80} (resume.{n}.interruptId):"
-                    " it was never sent, or its run has ended and was forgotten",
+                    f"the interrupt {ask_id!r:.80} belongs to a run of agent "
+                    f"{suspension.agent!r}; resume it at /ag-ui/{suspension.agent}",
                 )
-            if served.agent != agent:
-                raise ApiError(
-                    409,
-                    "unknown_interrupt",
-                    f"the interrupt {ask_id!r:.80} belongs to a run of agent {served.agent!r}; "
-                    f"resume it at /ag-ui/{served.agent}",
-                )
-            if held is not None and served is not held:
+            if run_id is not None and suspension.run_id != run_id:
                 raise ApiError(
                     422,
                     "bad_request",
                     f"resume.{n}.interruptId is of another run than resume.0's: resume one "
                     "run at a time",
                 )
-            held = served
-            ask = run.question(ask_id)
-            assert ask is not None  # holding() found it
-            if not served.asking(ask_id):
+            run_id = suspension.run_id
+            if not await hub.asking(run_id, ask_id):
                 raise ApiError(
                     409,
                     "answered",
-                    f"the interrupt {ask_id!r:.80} ({ask.prompt!r:.80}) is already answered "
-                    "(exactly one answer is taken), or its run has ended",
+                    f"the interrupt {ask_id!r:.80} ({suspension.ask.prompt!r:.80}) is already "
+                    "answered (exactly one answer is taken), or its run has ended",
                 )
-            answers.append((ask_id, _answer_of(entry, ask, f"resume.{n}")))
-        assert held is not None
-        positions = [suspended[a].position for a, _ in answers if a in suspended]
-        # An interrupt not sent here (a question of a run started elsewhere): from now on.
-        listener = held.listen(min(positions) if positions else held.count - 1)
-        subs = next((suspended[a].subs for a, _ in answers if a in suspended), [])
+            answers.append((ask_id, _answer_of(entry, suspension.ask, f"resume.{n}")))
+            if after is None or suspension.position < after:
+                after, subs = suspension.position, _subs_of(suspension.state)
+        assert run_id is not None
+        assert after is not None
+        listener = await hub.listen(run_id, after)
         try:
             for ask_id, value in answers:
                 if value is None:
-                    if held.run is not None:
-                        held.run.cancel("the AG-UI client cancelled the question")
+                    await hub.cancel(run_id, "the AG-UI client cancelled the question")
                 else:
                     by = "default" if _cancelled(entries, ask_id) else "http"
-                    held.answer(ask_id, value, by)
-                forget(ask_id)
-                resumed[ask_id] = held.id
-                while len(resumed) > _RESUMED_KEPT:
-                    resumed.popitem(last=False)
+                    await hub.answer(run_id, ask_id, value, by)
+                suspensions.drop(ask_id)
         except BaseException:
             listener.leave()
             raise
-        encoder = AguiEncoder(run_input.thread_id, run_input.run_id, held.id, agent)
-        first = [encoder.started(run_input.parent_run_id), *encoder.reopen(subs)]
-        return RunEventStream(
-            listener,
-            ping=ping,
-            send_timeout=send_timeout,
-            body=body(encoder, listener, first),
-            sep="\n",  # @ag-ui/client reads LF only
+        encoder = AguiEncoder(run_input.thread_id, run_input.run_id, run_id, agent)
+        return respond(
+            encoder, listener, [encoder.started(run_input.parent_run_id), *encoder.reopen(subs)]
         )
+
+    async def _asked(ask_id: str, n: int) -> Suspension:
+        """A question no AG-UI response ended with (a run streamed another way): its
+        response goes on from the run's latest event."""
+        asked = await hub.question(ask_id)
+        if asked is None:
+            raise ApiError(
+                409,
+                "unknown_interrupt",
+                f"no run waits on the interrupt {ask_id!r:.80} (resume.{n}.interruptId): it was "
+                "never sent, or its run has ended and was forgotten",
+            )
+        if asked.ask is None:
+            raise ApiError(
+                409,
+                "answered",
+                f"the interrupt {ask_id!r:.80} (resume.{n}.interruptId) is already answered "
+                f"(exactly one answer is taken), or its run {asked.run_id} has ended",
+            )
+        return Suspension(asked.run_id, asked.agent, asked.position, asked.ask, [])
 
 
 def _cancelled(entries: list[ResumeEntry], ask_id: str) -> bool:

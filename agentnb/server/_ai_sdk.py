@@ -61,15 +61,19 @@ ends the stream with ``tool-approval-request``; the run stays suspended. ``useCh
 ``approval-responded`` with ``approval: {id, approved}``: that answers the question
 (``approve`` or ``deny``, by ``http``) and streams the same run on from the question, which
 the client appends to the same message. An unknown or already answered approval is 409.
-A suspended run waits ``keep_seconds`` for its answer, then is cancelled.
+A suspended run waits ``keep_seconds`` for its answer, then is cancelled. With a store
+(``create_app(store=...)``) runs may go to workers, and the approval may go to any
+server process: the suspension (the run, the ask's position, what the encoder knows
+so far) is kept in Redis, the answer goes to the process running the run, and the
+rest streams from the store.
 
 A client that goes away cancels the run, except while it waits for a tool approval.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -108,7 +112,8 @@ from .._run import UsageTotals
 from ._errors import Answered, ApiError
 from ._requests import _type_name, read_json
 from ._response import RunEventStream
-from ._served import Listener, ServedRun
+from ._served import Listener
+from ._stored import StoreListener, Suspension, Suspensions
 from ._wire import _NAIVE_LINE_ENDS
 
 if TYPE_CHECKING:
@@ -125,6 +130,7 @@ __all__ = [
 ]
 
 Chunk = dict[str, JSON]
+logger = logging.getLogger("agentnb.server")
 
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1", "Cache-Control": "no-cache"}
 """The response headers the AI SDK's UI message stream has (``UI_MESSAGE_STREAM_HEADERS``)."""
@@ -328,6 +334,37 @@ class UiMessageEncoder:
             Ask: self._ask,
             Answer: self._answer,
         }
+
+    def state(self) -> JSON:
+        """What a continuation needs to go on (at a tool approval nothing is open)."""
+        return {
+            "n": self._n,
+            "calls": sorted(self._calls),
+            "failed": sorted(self._failed),
+            "streaming": {call: [name, args] for call, (name, args) in self._streaming.items()},
+            "subruns": sorted(self._subruns),
+            "usage": self._usage.as_dict() if self._usage is not None else None,
+        }
+
+    @classmethod
+    def restore(cls, run_id: str, agent: str, state: JSON) -> UiMessageEncoder:
+        """The encoder of run *run_id* that went as far as *state* (see ``state()``)."""
+        encoder = cls(run_id, agent)
+        if not isinstance(state, dict):
+            return encoder
+        n = state.get("n")
+        encoder._n = n if isinstance(n, int) else 0
+        encoder._calls = set(_strings(state.get("calls")))
+        encoder._failed = set(_strings(state.get("failed")))
+        streaming = state.get("streaming")
+        for call, value in (streaming if isinstance(streaming, dict) else {}).items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                encoder._streaming[call] = (value[0], _strings(value[1]))
+        encoder._subruns = set(_strings(state.get("subruns")))
+        usage = state.get("usage")
+        if isinstance(usage, dict):
+            encoder._usage = _usage_totals(usage)
+        return encoder
 
     def start(self) -> list[Chunk]:
         """The chunk a response begins with (the first, and each continuation)."""
@@ -591,50 +628,44 @@ class UiMessageEncoder:
 # -- suspended runs -----------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Suspension:
-    """A run waiting for a tool approval: where its stream stopped, and its encoder."""
+def _strings(value: JSON) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
-    served: ServedRun
-    position: int  # the buffer position of the ask event
-    encoder: UiMessageEncoder
-    timer: asyncio.TimerHandle | None = None
+
+def _usage_totals(usage: Mapping[str, JSON]) -> UsageTotals:
+    totals = UsageTotals()
+
+    def count(name: str) -> int | None:
+        value = usage.get(name)
+        return value if isinstance(value, int) else None
+
+    totals.calls = count("calls") or 0
+    totals.input = count("input_tokens") or 0
+    totals.output = count("output_tokens") or 0
+    totals.reasoning = count("reasoning_tokens")
+    totals.cached = count("cached_tokens")
+    cost = usage.get("cost")
+    totals.cost = float(cost) if isinstance(cost, int | float) else None
+    return totals
 
 
 class Approvals:
-    """The runs of one app whose UI message stream stopped at a tool approval, by ask id."""
+    """The runs whose UI message stream stopped at a tool approval, by ask id (with a
+    store, in Redis: the approval may come to any server process)."""
 
     def __init__(self, hub: RunHub) -> None:
         self.hub = hub
-        self._held: dict[str, Suspension] = {}
+        self.suspensions = Suspensions(hub, "ai_sdk", self._expire)
 
-    def hold(self, ask: Ask, suspension: Suspension) -> None:
-        """Keep *suspension* until answered; cancel its run after ``keep_seconds`` without."""
-        self._purge()
-        self._held[ask.ask_id] = suspension
-        seconds = self.hub.keep_seconds
-        loop = asyncio.get_running_loop()
-        suspension.timer = loop.call_later(seconds, self._expire, ask.ask_id, seconds)
+    async def _expire(self, suspension: Suspension) -> None:
+        ask_id, seconds = suspension.ask.ask_id, self.hub.keep_seconds
+        if await self.hub.asking(suspension.run_id, ask_id):
+            reason = f"no answer to the tool approval {ask_id} came within {seconds:g} s"
+            await self.hub.cancel(suspension.run_id, reason)
 
-    def _expire(self, ask_id: str, seconds: float) -> None:
-        suspension = self._held.pop(ask_id, None)
-        run = suspension.served.run if suspension is not None else None
-        if run is not None and suspension is not None and suspension.served.asking(ask_id):
-            run.cancel(f"no answer to the tool approval {ask_id} came within {seconds:g} s")
-
-    def _purge(self) -> None:
-        for ask_id, suspension in list(self._held.items()):
-            if not suspension.served.asking(ask_id):
-                self._drop(ask_id)
-
-    def _drop(self, ask_id: str) -> None:
-        suspension = self._held.pop(ask_id, None)
-        if suspension is not None and suspension.timer is not None:
-            suspension.timer.cancel()
-
-    def answer(
+    async def answer(
         self, agent: str, approvals: tuple[ApprovalResponse, ...]
-    ) -> tuple[Listener, UiMessageEncoder]:
+    ) -> tuple[Listener | StoreListener, UiMessageEncoder]:
         """Answer the open approvals; a listener of their run from the earliest, its encoder.
 
         Raises 409 when none is open (unknown or already answered), or when one was not
@@ -644,65 +675,75 @@ class Approvals:
         answering: list[tuple[ApprovalResponse, Suspension]] = []
         refusal: ApiError | None = None
         for approval in approvals:
-            served = self.hub.holding(approval.ask_id)
-            run = served.run if served is not None else None
-            question = run.question(approval.ask_id) if run is not None else None
-            if served is None or run is None or question is None:
-                refusal = refusal or ApiError(
-                    409,
-                    "unknown_approval",
-                    f"no run here asked for the tool approval {approval.ask_id!r} "
-                    f"({approval.field}): it never did, or it has ended and was forgotten",
-                )
+            suspension = await self.suspensions.get(approval.ask_id)
+            if suspension is None:
+                refusal = refusal or await self._not_suspended(approval)
                 continue
-            if not served.asking(approval.ask_id):
+            if not await self.hub.asking(suspension.run_id, approval.ask_id):
                 refusal = refusal or Answered(
                     f"the tool approval {approval.ask_id!r} ({approval.field}) is already "
                     "answered: exactly one answer is taken"
                 )
                 continue
-            if question.call_id != approval.call_id:
+            if suspension.ask.call_id != approval.call_id:
                 raise _bad(
                     f'"{approval.field}.approval.id": the question {approval.ask_id!r} gates '
-                    f"the tool call {question.call_id!r}, not {approval.call_id!r}"
+                    f"the tool call {suspension.ask.call_id!r}, not {approval.call_id!r}"
                 )
-            if served.agent != agent:
+            if suspension.agent != agent:
                 raise ApiError(
                     409,
                     "wrong_agent",
-                    f"the tool approval {approval.ask_id!r} is of a run of {served.agent!r}, "
-                    f"not of {agent!r}; send it to /ai-sdk/{served.agent}",
-                )
-            suspension = self._held.get(approval.ask_id)
-            if suspension is None:
-                raise ApiError(
-                    409,
-                    "not_suspended",
-                    f"the question {approval.ask_id!r} ({approval.field}) was not asked in a "
-                    "stream of /ai-sdk; answer it with POST /api/runs/{run_id}/answer",
+                    f"the tool approval {approval.ask_id!r} is of a run of "
+                    f"{suspension.agent!r}, not of {agent!r}; send it to "
+                    f"/ai-sdk/{suspension.agent}",
                 )
             answering.append((approval, suspension))
         if not answering:
             assert refusal is not None
             raise refusal
         first = min((suspension for _, suspension in answering), key=lambda s: s.position)
-        listener = first.served.listen(first.position)
+        listener = await self.hub.listen(first.run_id, first.position)
         try:
             for approval, suspension in answering:
                 value = "approve" if approval.approved else "deny"
-                suspension.served.answer(approval.ask_id, value, "http")  # 409 if just answered
-                self._drop(approval.ask_id)
+                # 409 if just answered (the run's process decides: exactly one is taken)
+                await self.hub.answer(suspension.run_id, approval.ask_id, value, "http")
+                self.suspensions.drop(approval.ask_id)
         except BaseException:
-            listener.close()
+            listener.leave()  # (a refused answer is no client leaving the run)
             raise
-        return listener, first.encoder
+        encoder = UiMessageEncoder.restore(first.run_id, first.agent, first.state)
+        return listener, encoder
+
+    async def _not_suspended(self, approval: ApprovalResponse) -> ApiError:
+        """Why an approval no stream of this endpoint asked for is refused."""
+        asked = await self.hub.question(approval.ask_id)
+        if asked is None:
+            return ApiError(
+                409,
+                "unknown_approval",
+                f"no run asked for the tool approval {approval.ask_id!r} "
+                f"({approval.field}): it never did, or it has ended and was forgotten",
+            )
+        if asked.ask is None:
+            return Answered(
+                f"the tool approval {approval.ask_id!r} ({approval.field}) is already "
+                "answered: exactly one answer is taken"
+            )
+        return ApiError(
+            409,
+            "not_suspended",
+            f"the question {approval.ask_id!r} ({approval.field}) was not asked in a "
+            "stream of /ai-sdk; answer it with POST /api/runs/{run_id}/answer",
+        )
 
 
 # -- the response -------------------------------------------------------------------
 
 
 async def _chunks(
-    listener: Listener, encoder: UiMessageEncoder, approvals: Approvals
+    listener: Listener | StoreListener, encoder: UiMessageEncoder, approvals: Approvals
 ) -> AsyncIterator[bytes]:
     """The UI message stream of *listener*'s run (or its continuation after an approval).
 
@@ -717,8 +758,14 @@ async def _chunks(
         for i, event in enumerate(batch):
             frames += [chunk_frame(c) for c in encoder.feed(event)]
             if encoder.suspended is not None:
-                suspension = Suspension(listener.served, first + i, encoder)
-                approvals.hold(encoder.suspended, suspension)
+                served = listener.served
+                suspension = Suspension(
+                    served.id, encoder.agent, first + i, encoder.suspended, encoder.state()
+                )
+                try:  # kept before the client sees it: the approval may go anywhere at once
+                    await approvals.suspensions.hold(suspension)
+                except Exception as exc:  # Redis failed: the approval will be refused
+                    logger.warning("agentnb: the tool approval was not kept: %s", exc)
                 listener.leave()
                 yield b"".join(frames) + DONE_FRAME
                 return
@@ -733,7 +780,7 @@ async def _chunks(
 
 
 def _response(
-    listener: Listener,
+    listener: Listener | StoreListener,
     encoder: UiMessageEncoder,
     approvals: Approvals,
     *,
@@ -764,11 +811,11 @@ def ai_sdk_routes(
         a tool approval (a tool part in state ``approval-responded``) answers the run's
         question and streams the run on from it (409 if unknown or already answered).
         """
-        hub.agent(agent)  # 404 for an unknown agent
+        await hub.offered(agent)  # 404 for an unknown agent
         chat = parse_chat(await read_json(request, max_body))
         if chat.approvals:
-            listener, encoder = approvals.answer(agent, chat.approvals)
+            listener, encoder = await approvals.answer(agent, chat.approvals)
             return _response(listener, encoder, approvals, ping=ping, send_timeout=send_timeout)
-        served = hub.start(agent, (chat.text,), metadata={"ai_sdk": chat.metadata})
-        encoder = UiMessageEncoder(served.id, served.agent)
-        return _response(served.listen(), encoder, approvals, ping=ping, send_timeout=send_timeout)
+        listener = await hub.open(agent, (chat.text,), metadata={"ai_sdk": chat.metadata})
+        encoder = UiMessageEncoder(listener.served.id, agent)
+        return _response(listener, encoder, approvals, ping=ping, send_timeout=send_timeout)

@@ -21,9 +21,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._events import JSON
+from .._events import JSON, Ask, Event
+from .._exceptions import AgentnbError
 from .._registry import AgentInfo, list_agents
 from .._run import _start
 from ._buffer import ReplayBuffer
@@ -34,7 +36,7 @@ from ._stored import SharedRuns, StoreListener
 if TYPE_CHECKING:
     from ..redis import RedisStore
 
-__all__ = ["Budget", "RunHub"]
+__all__ = ["Asked", "Budget", "RunHub"]
 
 _SHUTDOWN_WAIT = 10.0  # seconds the app's shutdown waits for cancelled runs to end
 _TOMBSTONES = 10_000  # evicted runs remembered, to answer 410 rather than 404
@@ -102,6 +104,16 @@ class Budget:
 
     def live_bytes(self) -> int:
         return sum(s.buffer.nbytes for s in self.hub.live)
+
+
+@dataclass
+class Asked:
+    """The run that asked a question: its id, agent and latest position; the ask while open."""
+
+    run_id: str
+    agent: str
+    position: int
+    ask: Ask | None
 
 
 class RunHub:
@@ -195,18 +207,103 @@ class RunHub:
         agent: str,
         args: tuple[JSON, ...] = (),
         on_disconnect: OnDisconnect = "cancel",
+        *,
+        metadata: Mapping[str, JSON] | None = None,
     ) -> Listener | StoreListener:
         """Start *agent* and listen to its run from its first event: on a worker when the
-        store has one for it (see ``_workers``), else here."""
+        store has one for it (see ``_workers``), else here. *metadata*: as for ``start``."""
         shared = self.shared
         if shared is not None:
             if self.closing:
                 raise ShuttingDown
             if await shared.to_workers(agent):
-                return await shared.dispatch(agent, args, on_disconnect)
-        served = self.start(agent, args, on_disconnect)
+                return await shared.dispatch(agent, args, on_disconnect, metadata)
+        served = self.start(agent, args, on_disconnect, metadata=metadata)
         await self.announced(served)
         return served.listen()
+
+    async def offered(self, agent: str) -> None:
+        """404 (``UnknownAgent``) unless *agent* runs here or on the store's workers."""
+        if self.shared is None or not await self.shared.to_workers(agent):
+            self.agent(agent)
+
+    # -- any run: this process's, or (with a store) another's ------------------------
+
+    async def listen(self, run_id: str, after: int) -> Listener | StoreListener:
+        """A listener of run *run_id*'s events after position *after*."""
+        served = self.find(run_id)
+        if served is not None:
+            return served.listen(after)
+        assert self.shared is not None
+        return await self.shared.listen(run_id, after)
+
+    async def asking(self, run_id: str, ask_id: str) -> bool:
+        """Whether run *run_id* (or a sub-run) still waits for an answer to *ask_id*."""
+        try:
+            served = self.find(run_id)
+        except ApiError:  # unknown or forgotten: it waits for nothing
+            return False
+        if served is not None:
+            return served.asking(ask_id)
+        assert self.shared is not None
+        return await self.shared.asking(run_id, ask_id)
+
+    async def question(self, ask_id: str) -> Asked | None:
+        """The run that asked *ask_id* (this process's, or with a store any process's);
+        None if no run known asked it."""
+        served = self.holding(ask_id)
+        if served is not None:
+            run = served.run
+            ask = run.question(ask_id) if run is not None and served.asking(ask_id) else None
+            return Asked(served.id, served.agent, served.count - 1, ask)
+        shared = self.shared
+        run_id = await shared.asker(ask_id) if shared is not None else None
+        if shared is None or run_id is None:
+            return None
+        try:
+            described = await shared.describe(run_id)
+        except UnknownRun:
+            return None
+        info = await shared.stored(run_id)  # (the owner may have sent more than it holds)
+        position = info.count - 1 if info is not None else -1
+        agent, questions = described.get("agent"), described.get("questions")
+        asked = Asked(run_id, str(agent), position, None)
+        for question in questions if isinstance(questions, list) else []:
+            if isinstance(question, dict) and question.get("ask_id") == ask_id:
+                with contextlib.suppress(AgentnbError):
+                    event = Event.from_dict(question)
+                    asked.ask = event if isinstance(event, Ask) else None
+        return asked
+
+    async def watched(self, run_id: str) -> bool:
+        """Whether any client reads run *run_id* now (here, or in another process)."""
+        try:
+            served = self.find(run_id)
+        except ApiError:
+            return False
+        if served is not None and served.listeners:
+            return True
+        return self.shared is not None and await self.shared.watched(run_id)
+
+    async def answer(self, run_id: str, ask_id: str, value: str, by: str) -> None:
+        """Answer the question *ask_id* of run *run_id*; raises the ApiError that says why
+        not (the process running it decides: exactly one answer is taken)."""
+        served = self.find(run_id)
+        if served is not None:
+            served.answer(ask_id, value, by)
+            return
+        assert self.shared is not None
+        await self.shared.answer(run_id, ask_id, value, by)
+
+    async def cancel(self, run_id: str, reason: str) -> None:
+        """Cancel run *run_id* (its ``cancelled`` event says *reason*); idempotent."""
+        served = self.find(run_id)
+        if served is not None:
+            if served.run is not None:
+                served.run.cancel(reason)
+            return
+        assert self.shared is not None
+        await self.shared.cancel(run_id, reason)
 
     async def announced(self, served: ServedRun) -> None:
         """Wait until *served* is found from any process (with a store; at once without)."""

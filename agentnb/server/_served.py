@@ -110,6 +110,8 @@ class ServedRun:
         terminal = event.terminal and event.run_id == self.id
         if isinstance(event, Ask):
             self._asked[event.ask_id] = event
+            if self.hub.shared is not None:  # any process finds the run by the question
+                self._index(event.ask_id)
         elif isinstance(event, Answer):
             self._asked.pop(event.ask_id, None)
         frame = sse_frame(event, event.to_json(), self.id, self.buffer.count)
@@ -131,6 +133,16 @@ class ServedRun:
             self.hub._ended(self)
             if self.hub.shared is not None:
                 self.hub.shared.ended(self)  # its last frames flushed, its record updated
+
+    def _index(self, ask_id: str) -> None:
+        shared = self.hub.shared
+        assert shared is not None
+        if threading.get_ident() == self._loop_thread:
+            shared.asked(self.id, ask_id)
+        else:
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._loop.call_soon_threadsafe(shared.asked, self.id, ask_id)
 
     def _store(self, frame: bytes, terminal: bool) -> None:
         writer = self.writer

@@ -13,6 +13,12 @@ running run), which go to the owner over the control channel
 A run's own process serves it from memory, exactly as without a store; clients
 of other processes do not count as its listeners (``on_disconnect="cancel"``
 applies to the owner's own clients).
+
+A protocol response that ends at a question (an AG-UI interrupt, an AI SDK tool
+approval) leaves a :class:`Suspension` (:class:`Suspensions`): with a store, in
+Redis (``agentnb:suspended:<protocol>:<ask id>``), so that the answer may come to
+any process, which answers the run through its owner and streams the rest from
+the store.
 """
 
 from __future__ import annotations
@@ -24,27 +30,35 @@ import json
 import logging
 import os
 import re
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .._events import JSON, Event
+from .._events import JSON, Ask, Event
+from .._exceptions import AgentnbError
 from ._errors import ApiError, BadEventId, Ended, Expired, UnknownAgent, UnknownRun
 from ._wire import sse_data, ws_event
 
 if TYPE_CHECKING:
     from ..redis import RedisStore
     from ..redis._control import Control, Reply
+    from ..redis._store import RunInfo
     from ._hub import RunHub
     from ._served import ServedRun
 
-__all__ = ["SharedRuns", "StoreListener", "StoredRun"]
+__all__ = ["SharedRuns", "StoreListener", "StoredRun", "Suspension", "Suspensions"]
 
 logger = logging.getLogger("agentnb.server")
 P = ParamSpec("P")
 T = TypeVar("T")
 
 ENDED = ("done", "error", "cancelled")
+_CATCH_UP = 0.01  # seconds between looks at a stream a resuming client is ahead of
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SUSPENSIONS_KEPT = 10_000  # without a store: suspensions remembered (409 "answered" after)
+_ASK_ID_MAX = 256  # characters of an ask id looked up in Redis (a longer one is unknown)
 
 
 class StoredRun:
@@ -212,6 +226,42 @@ class SharedRuns:
             served.request = await self.queues.hold(owner, served.id, served.agent)
         self.leased[served.id] = served.request
 
+    def asked(self, run_id: str, ask_id: str) -> None:
+        """Run *run_id* of this process asked *ask_id*: index it (``agentnb:ask:<ask id>``,
+        for as long as a running run's record lives), so any process finds its run."""
+        if len(ask_id) <= _ASK_ID_MAX:
+            self.spawn(self._asked(run_id, ask_id))
+
+    def _ask_key(self, ask_id: str) -> str:
+        return self.store.prefix.removesuffix("run:") + "ask:" + ask_id
+
+    async def _asked(self, run_id: str, ask_id: str) -> None:
+        from redis.exceptions import RedisError
+
+        ttl = int(self.store.idle_ttl * 1000)
+        try:
+            await self.store.redis.set(self._ask_key(ask_id), run_id, px=ttl)
+        except RedisError as exc:
+            logger.warning("agentnb: run %s's question %s was not indexed: %s", run_id, ask_id, exc)
+
+    @_unavailable
+    async def stored(self, run_id: str) -> RunInfo | None:
+        """What the store holds of run *run_id* (None: no stream)."""
+        return await self.store.info(run_id)
+
+    @_unavailable
+    async def asker(self, ask_id: str) -> str | None:
+        """The id of the run (of any process) that asked *ask_id*; None if none is known."""
+        from redis.exceptions import RedisError
+
+        if len(ask_id) > _ASK_ID_MAX:
+            return None
+        try:
+            got = await self.store.redis.get(self._ask_key(ask_id))
+        except RedisError as exc:
+            raise self.store.error(f"looking up the question {ask_id!r:.80}: {exc}") from exc
+        return None if got is None else _text(got)
+
     def ended(self, served: ServedRun) -> None:
         """*served*'s terminal frame is appended: flush its frames, record its status."""
         self.spawn(self._end(served))
@@ -260,8 +310,11 @@ class SharedRuns:
             if served is None:
                 raise UnknownRun(run_id, self.hub.keep_seconds)
             if op == "cancel":
+                reason = fields.get("reason")
                 if served.run is not None:
-                    served.run.cancel("cancelled by a client")
+                    served.run.cancel(
+                        reason if isinstance(reason, str) else "cancelled by a client"
+                    )
                 return 200, served.describe()
             if op == "describe":
                 return 200, served.describe()
@@ -295,8 +348,33 @@ class SharedRuns:
     @_unavailable
     async def listen(self, run_id: str, after: int) -> StoreListener:
         """A listener of run *run_id*'s frames after *after*, read from the store."""
-        stored = await self.find(run_id)
+        try:
+            stored: StoredRun | None = await self.find(run_id)
+        except UnknownRun:
+            if after < 0:
+                raise
+            stored = None  # a client that has had some of its events resumes: Redis lost it
         info = await self.store.info(run_id)
+        # The owner sends each frame to its own clients before its writer has put it in
+        # Redis: a client that read ahead of the store waits here for what it has had.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.store.reconnect
+        while (
+            (info is None or after >= info.count)
+            and not (info is not None and info.ended)
+            and stored is not None
+            and stored.status not in ENDED
+            and loop.time() < deadline
+        ):
+            await asyncio.sleep(_CATCH_UP)
+            info = await self.store.info(run_id)
+        if info is None and after >= 0:
+            raise Expired(
+                f"run {run_id}'s events are no longer in Redis at {self.store.url}: they "
+                f"expired ({self.store.ttl:g} s after the run's end), or Redis restarted "
+                "without its data (appendonly off)"
+            )
+        assert stored is not None
         count, first = (info.count, info.first) if info is not None else (0, 0)
         if after >= count:
             raise BadEventId(
@@ -368,12 +446,21 @@ class SharedRuns:
 
     @_unavailable
     async def dispatch(
-        self, agent: str, args: tuple[JSON, ...], on_disconnect: str
+        self,
+        agent: str,
+        args: tuple[JSON, ...],
+        on_disconnect: str,
+        metadata: Mapping[str, JSON] | None = None,
     ) -> StoreListener:
-        """Hand a run of *agent* to the workers; a listener of it from its first event."""
+        """Hand a run of *agent* to the workers (*metadata*: its ``Run.metadata``); a
+        listener of it from its first event."""
         run_id = os.urandom(8).hex()
         await self.control.queue(run_id, agent, on_disconnect)
         fields = {"args": json.dumps(args), "on_disconnect": on_disconnect}
+        if self.workers is None:  # handed to a live worker: if it is lost before taking it,
+            fields["until"] = repr(time.time() + self.store.lease)  # it ends (NoWorker)
+        if metadata is not None:
+            fields["metadata"] = json.dumps(metadata)
         await self.queues.request(run_id, agent, fields)
         record = {"agent": agent, "status": "queued", "on_disconnect": on_disconnect}
         return await self.joined(StoreListener(StoredRun(self.hub, run_id, record), self.store, -1))
@@ -402,11 +489,12 @@ class SharedRuns:
         }
 
     @_unavailable
-    async def cancel(self, run_id: str) -> dict[str, JSON]:
-        """Cancel run *run_id* in the process that runs it; idempotent."""
+    async def cancel(self, run_id: str, reason: str = "") -> dict[str, JSON]:
+        """Cancel run *run_id* in the process that runs it (*reason*: its ``cancelled``
+        event's, default "cancelled by a client"); idempotent."""
         stored = await self.find(run_id)
         if stored.status not in ENDED:
-            reply = await self._ask_owner(stored, "cancel")
+            reply = await self._ask_owner(stored, "cancel", {"reason": reason} if reason else None)
             if reply is not None and reply[0] == 200:
                 body: dict[str, JSON] = reply[1]
                 return body
@@ -430,3 +518,163 @@ class SharedRuns:
             raise ApiError(status, str(body.get("error")), str(body.get("message")))
         taken: dict[str, JSON] = body
         return taken
+
+    async def asking(self, run_id: str, ask_id: str) -> bool:
+        """Whether run *run_id* (of any process) still waits for an answer to *ask_id*."""
+        try:
+            described = await self.describe(run_id)
+        except UnknownRun:
+            return False
+        questions = described.get("questions")
+        return isinstance(questions, list) and any(
+            isinstance(q, dict) and q.get("ask_id") == ask_id for q in questions
+        )
+
+    @_unavailable
+    async def watched(self, run_id: str) -> bool:
+        """Whether clients read run *run_id* now: of other processes than its owner, or
+        (a run of another process) of its owner."""
+        record = await self.control.record(run_id)
+        if int((record or {}).get("listeners") or 0) > 0:
+            return True
+        if run_id in self.hub._runs:
+            return False
+        described = await self.describe(run_id)
+        listeners = described.get("listeners")
+        return isinstance(listeners, int) and listeners > 0
+
+
+@dataclass
+class Suspension:
+    """A run waiting for the answer to the question a protocol's response ended with."""
+
+    run_id: str
+    agent: str
+    position: int  # of the ask event in the run's stream: the response after the answer
+    ask: Ask  # reads from just after it
+    state: JSON  # what the protocol's encoder needs to go on (its open sub-agents, ...)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "agent": self.agent,
+                "position": self.position,
+                "ask": self.ask.to_dict(),
+                "state": self.state,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Suspension | None:
+        """The suspension *text* holds; None for anything else."""
+        try:
+            data = json.loads(text)
+            ask = Event.from_dict(data["ask"])
+            run_id, agent, position = data["run_id"], data["agent"], data["position"]
+        except (ValueError, TypeError, KeyError, AgentnbError):
+            return None
+        if not (isinstance(ask, Ask) and isinstance(run_id, str) and isinstance(agent, str)):
+            return None
+        if not isinstance(position, int):
+            return None
+        return cls(run_id, agent, position, ask, data.get("state"))
+
+
+class Suspensions:
+    """The questions one protocol's responses ended with, by ask id: with a store in Redis
+    (any process takes the answer), else in memory (the last 10,000).
+
+    ``hold`` keeps one and, unless answered within the hub's ``keep_seconds``, calls its
+    *expire* then (once, in the process that held it: it cancels the run if the question
+    is still open); the key in Redis lives as long as a waiting run's record, at least
+    ``keep_seconds`` plus the store's ``ttl``, so a late answer is told it came too late.
+    """
+
+    def __init__(
+        self,
+        hub: RunHub,
+        protocol: str,
+        expire: Callable[[Suspension], Awaitable[None]],
+    ) -> None:
+        self.hub = hub
+        self.protocol = protocol
+        self.expire = expire
+        self._kept: OrderedDict[str, Suspension] = OrderedDict()  # without a store
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _key(self, shared: SharedRuns, ask_id: str) -> str:
+        base = shared.store.prefix.removesuffix("run:")
+        return f"{base}suspended:{self.protocol}:{ask_id}"
+
+    async def hold(self, suspension: Suspension) -> None:
+        """Keep *suspension* (before its response ends: the answer may come at once)."""
+        ask_id = suspension.ask.ask_id
+        shared = self.hub.shared
+        if shared is None:
+            self._kept[ask_id] = suspension
+            self._kept.move_to_end(ask_id)
+            while len(self._kept) > _SUSPENSIONS_KEPT:
+                self._kept.popitem(last=False)
+        else:
+            from redis.exceptions import RedisError
+
+            store = shared.store
+            served = self.hub._runs.get(suspension.run_id)
+            if served is not None and served.writer is not None:
+                with contextlib.suppress(store.Error):  # (then it is served from memory here)
+                    await served.writer.flush()  # the store holds the question before a reply
+            seconds = max(store.idle_ttl, self.hub.keep_seconds + store.ttl)
+            key = self._key(shared, ask_id)
+            try:
+                if len(ask_id) <= _ASK_ID_MAX:  # (a longer one is not looked up)
+                    await store.redis.set(key, suspension.to_json(), px=int(seconds * 1000))
+            except RedisError as exc:
+                raise store.error(f"keeping the question {ask_id!r:.80}: {exc}") from exc
+        self.drop(ask_id)
+        loop = asyncio.get_running_loop()
+        self._timers[ask_id] = loop.call_later(self.hub.keep_seconds, self._expired, suspension)
+
+    async def get(self, ask_id: str) -> Suspension | None:
+        """The suspension of the question *ask_id*; None if none was kept (or it expired)."""
+        shared = self.hub.shared
+        if shared is None:
+            return self._kept.get(ask_id)
+        if len(ask_id) > _ASK_ID_MAX:
+            return None
+        from redis.exceptions import RedisError
+
+        try:
+            raw = await shared.store.redis.get(self._key(shared, ask_id))
+        except RedisError as exc:
+            message = str(shared.store.error(f"looking up the question {ask_id!r:.80}: {exc}"))
+            raise ApiError(503, "store_unavailable", message) from exc
+        return None if raw is None else Suspension.from_json(raw)
+
+    def drop(self, ask_id: str) -> None:
+        """Its answer came (here): no expiry."""
+        timer = self._timers.pop(ask_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expired(self, suspension: Suspension) -> None:
+        self._timers.pop(suspension.ask.ask_id, None)
+        task = asyncio.get_running_loop().create_task(self._expire(suspension))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _expire(self, suspension: Suspension) -> None:
+        try:
+            await self.expire(suspension)
+        except Exception as exc:  # Redis failed, or the run is gone meanwhile
+            logger.warning(
+                "agentnb: run %s waiting on %s was not expired: %s",
+                suspension.run_id,
+                suspension.ask.ask_id,
+                exc,
+            )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

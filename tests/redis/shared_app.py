@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import agentnb
 from agentnb.redis import RedisStore
@@ -37,10 +38,26 @@ async def choose(prompt: str = "Deploy?") -> str:
     return value
 
 
+async def scripted(script: dict[str, Any]) -> int:
+    """Emits "0" .. "n-1" (``events``), ``pause`` seconds apart. With ``ask`` (a position),
+    asks "Go on?" (yes or no) before that one and emits ``got <value>``; with ``fail``,
+    raises ``ValueError`` after the last. Returns n."""
+    n, pause, ask = int(script["events"]), float(script["pause"]), script.get("ask")
+    for i in range(n):
+        if i == ask:
+            value = await agentnb.ask("Go on?", choices=["yes", "no"])
+            agentnb.emit(f"got {value}")
+        agentnb.emit(str(i))
+        await asyncio.sleep(pause)
+    if script.get("fail"):
+        raise ValueError(f"failed after {n} events")
+    return n
+
+
 def main() -> None:
     keep = int(os.environ.get(KEEP_VARIABLE, "10000"))
     store = RedisStore(os.environ[URL_VARIABLE], keep_count=keep)
-    app = create_app(agents=[paced, waiting, choose], store=store)
+    app = create_app(agents=[paced, waiting, choose, scripted], store=store)
     serve_child(app, {"pid": os.getpid()})
 
 

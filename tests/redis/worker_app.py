@@ -73,6 +73,65 @@ async def linger() -> None:
     await asyncio.sleep(3600)
 
 
+# -- the protocol tests' agents (tests/redis/test_protocols_shared.py) -----------------
+
+
+async def deleter(path: str = "build") -> str:
+    """Asks to approve its tool call (approve with its call_id), then runs it or not."""
+    agentnb.emit(f"pid {os.getpid()}")
+    agentnb.emit(f"I will delete {path}.")
+    call = agentnb.ToolCall("delete_file", {"path": path})
+    agentnb.emit(call)
+    if await agentnb.approve("delete_file", call.args, call_id=call.call_id):
+        agentnb.emit(agentnb.ToolResult("delete_file", f"deleted {path}", call_id=call.call_id))
+        agentnb.emit(f"Deleted {path}.")
+        return "deleted"
+    agentnb.emit(agentnb.ToolResult("delete_file", None, call_id=call.call_id, denied=True))
+    agentnb.emit("Kept it.")
+    return "kept"
+
+
+async def picker(text: str = "") -> str:
+    """Asks a choice with a default in a sub-run (a step and a tool call around it);
+    returns the choice and the AG-UI thread the request named (``Run.metadata``)."""
+    agentnb.emit(f"pid {os.getpid()}")
+    agentnb.emit(agentnb.StepStart("pick"))
+
+    async def chooser() -> str:
+        agentnb.emit(f"choosing for {text}")
+        return await agentnb.ask("Which colour?", choices=["red", "green"], default="green")
+
+    colour: str = await agentnb.run(chooser, name="chooser")
+    agentnb.emit(agentnb.StepEnd("pick"))
+    agentnb.emit(f"picked {colour}")
+    thread = agentnb.current_run().metadata.get("agui", {}).get("thread_id")
+    return f"{colour} in {thread}"
+
+
+def serve_protocols() -> None:
+    """Serves :func:`deleter` and :func:`picker` (the workers run :data:`protocol_agents`),
+    hands runs to the workers when one offers the agent, ``keep_seconds`` from
+    ``$AGENTNB_TEST_KEEP_SECONDS`` (default 300)."""
+    lease = float(os.environ.get(LEASE_VARIABLE, "30"))
+    keep = float(os.environ.get("AGENTNB_TEST_KEEP_SECONDS", "300"))
+    store = RedisStore(os.environ[URL_VARIABLE], lease=lease)
+    app = create_app(agents=[deleter, picker], store=store, keep_seconds=keep)
+    serve_child(app, {"pid": os.getpid()})
+
+
+async def vetted(path: str = "build") -> str:
+    """:func:`deleter`, for the workers."""
+    return await deleter(path)
+
+
+async def chosen(text: str = "") -> str:
+    """:func:`picker`, for the workers."""
+    return await picker(text)
+
+
+protocol_agents = [vetted, chosen]
+
+
 def main() -> None:
     mode = {"auto": None, "always": True, "never": False}[os.environ.get(WORKERS_VARIABLE, "auto")]
     lease = float(os.environ.get(LEASE_VARIABLE, "30"))

@@ -768,7 +768,8 @@ async def test_a_run_nobody_resumes_is_cancelled_after_keep_seconds() -> None:
             response, events = await post(client, "greeter", run_input())
         run_id = response.headers["x-agentnb-run-id"]
         assert events[-1]["outcome"]["type"] == "interrupt"
-        server.wait_for(lambda: server.hub.get(run_id).status == "cancelled")
+        served_run = server.call(lambda: server.hub.get(run_id))  # (forgotten soon after)
+        server.wait_for(lambda: served_run.status == "cancelled")
 
 
 # -- bad requests ---------------------------------------------------------------

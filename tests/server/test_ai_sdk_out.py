@@ -631,7 +631,8 @@ def test_unanswered_approval_times_out(sent: dict[str, list[Event]]) -> None:
     with served(create_app(agents=AGENTS, keep_seconds=0.2)) as server:
         out = check_url(f"{server.base}/ai-sdk/deleter", "b.txt")
         run_id, _ = root_events(sent, out["message"])
-        server.wait_for(lambda: server.hub.get(run_id).status == "cancelled")
+        served_run = server.call(lambda: server.hub.get(run_id))  # (forgotten soon after)
+        server.wait_for(lambda: served_run.status == "cancelled")
     cancelled = sent[run_id][-1]
     assert isinstance(cancelled, agentnb.Cancelled)
     assert "no answer to the tool approval" in cancelled.reason
