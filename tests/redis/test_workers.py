@@ -35,16 +35,17 @@ ENDS = ("done", "error", "cancelled")
 class Worker:
     """A ``python -m agentnb worker`` process, live once it offers its agents."""
 
-    def __init__(self, url: str, *extra: str) -> None:
+    def __init__(self, url: str, app: str = "agents", offers: str = "counted") -> None:
         argv = ["-m", "agentnb", "worker", "--redis", url, "--lease", str(LEASE)]
-        argv += ["--app", "tests.redis.worker_app:agents", "--log-level", "warning", *extra]
+        argv += ["--app", f"tests.redis.worker_app:{app}", "--log-level", "warning"]
+        env = {**os.environ, URL_VARIABLE: url}  # its agents count their starts there
         self.proc = subprocess.Popen(
-            [sys.executable, *argv], cwd=ROOT, stderr=subprocess.PIPE, text=True
+            [sys.executable, *argv], cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env
         )
         self.pid = self.proc.pid
         with redis.Redis.from_url(url) as client:
             deadline = time.monotonic() + 30
-            offers = "agentnb:offers:counted"
+            offers = f"agentnb:offers:{offers}"
             while not any(self._mine(client, w) for w in client.smembers(offers)):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the worker did not start: {self.stop()}")
@@ -107,7 +108,6 @@ def servers(store: RedisServer) -> Iterator[tuple[ServerProcess, ServerProcess]]
 
 @pytest.fixture(scope="module")
 def worker(store: RedisServer, servers: object) -> Iterator[Worker]:
-    os.environ[URL_VARIABLE] = store.url  # the agents count their starts there
     started = Worker(store.url)
     try:
         yield started
@@ -325,12 +325,12 @@ def test_a_worker_stopped_with_sigterm_ends_its_runs_cancelled_and_leaves(
 ) -> None:
     async def scenario() -> None:
         server = server_process(store.url)
-        stopping = Worker(store.url)
+        stopping = Worker(store.url, "stubborn_agents", "stubborn")
         try:
             async with httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{server.port}", timeout=30
             ) as c:
-                body = {"agent": "forever", "input": "sigterm", "on_disconnect": "continue"}
+                body = {"agent": "stubborn", "input": "sigterm", "on_disconnect": "continue"}
                 async with open_stream(c, "POST", "/api/stream", json=body) as reading:
                     await reading.more(2)
                     assert where(data(reading)) == stopping.pid
@@ -340,7 +340,7 @@ def test_a_worker_stopped_with_sigterm_ends_its_runs_cancelled_and_leaves(
                 events = data(reading)
                 assert [e["kind"] for e in own_terminals(events, reading.run_id)] == ["cancelled"]
                 with redis.Redis.from_url(store.url) as client:
-                    offers = {_text(w) for w in client.smembers("agentnb:offers:forever")}
+                    offers = {_text(w) for w in client.smembers("agentnb:offers:stubborn")}
                     assert not any(client.exists(f"agentnb:worker:{w}") for w in offers)
         finally:
             stopping.stop()
@@ -400,3 +400,24 @@ async def test_a_server_killed_mid_run_has_its_run_ended_with_an_error_by_anothe
     assert (await b.get(f"/api/runs/{run_id}")).json()["status"] == "error"
     print(f"a killed server's run ended {ended:.2f} s after the kill (lease {LEASE:g} s)")
     assert ended < 1.5 * LEASE
+
+
+async def test_a_run_handed_to_a_worker_lost_before_taking_it_ends_with_no_worker(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], store: RedisServer
+) -> None:
+    a, b = clients
+    lost = Worker(store.url, "lonely_agents", "lonely")  # the only one offering "lonely"
+    lost.kill()  # its key lives on for up to half a lease: A still takes it for live
+    body = {"agent": "lonely", "on_disconnect": "continue"}
+    async with open_stream(a, "POST", "/api/stream", json=body) as reading:
+        run_id = reading.run_id
+        handed = time.perf_counter()
+        await asyncio.wait_for(reading.more(), 6 * LEASE)
+    ended = time.perf_counter() - handed
+    lost.stop()
+    events = data(reading)
+    assert [(e["kind"], e["type"]) for e in events] == [("error", "NoWorker")]
+    assert "no worker took this run" in events[0]["message"]
+    assert (await b.get(f"/api/runs/{run_id}")).json()["status"] == "error"
+    print(f"a run handed to a lost worker ended {ended:.2f} s later (lease {LEASE:g} s)")
+    assert ended < 3 * LEASE  # its lease, then a reaping period (generous)

@@ -61,6 +61,22 @@ async def confirm(tag: str = "") -> str:
 agents = [counted, forever, confirm]
 
 
+async def lonely() -> str:
+    """Offered by one worker only (``lonely_agents``)."""
+    return "alone"
+
+
+lonely_agents = [lonely]
+
+
+async def stubborn(tag: str = "") -> None:
+    """:func:`forever`, offered by one worker only (``stubborn_agents``)."""
+    await forever(tag)
+
+
+stubborn_agents = [stubborn]
+
+
 async def here(text: str = "") -> int:
     """Runs in the server process: emits ``pid <its process id>``."""
     agentnb.emit(f"pid {os.getpid()}")
