@@ -959,7 +959,19 @@ def agui_routes(
                     await hub.cancel(run_id, "the AG-UI client cancelled the question")
                 else:
                     by = "default" if _cancelled(entries, ask_id) else "http"
-                    await hub.answer(run_id, ask_id, value, by)
+                    try:
+                        await hub.answer(run_id, ask_id, value, by)
+                    except ApiError as exc:
+                        if exc.code != "ended":
+                            raise
+                        # Open a moment ago: another resume was taken first, and the run
+                        # went on to its end (as the check above says it, then).
+                        raise ApiError(
+                            409,
+                            "answered",
+                            f"the interrupt {ask_id!r:.80} is already answered (exactly one "
+                            "answer is taken), or its run has ended",
+                        ) from None
                 suspensions.drop(ask_id)
         except BaseException:
             listener.leave()
