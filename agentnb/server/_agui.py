@@ -905,13 +905,14 @@ def agui_routes(
         With ``resume``, answers the interrupt (a question) a previous response ended with
         and streams the run on from it.
         """
-        await hub.offered(agent)  # 404 before reading the body
+        to_workers = await hub.offered(agent)  # 404 before reading the body
         run_input = parse_input(await read_json(request, max_body))
         if run_input.resume:
             return await resume(agent, run_input, run_input.resume)
         text = input_text(run_input)
         args = () if text is None else (text,)
-        listener = await hub.open(agent, args, metadata=_metadata(run_input))
+        metadata = _metadata(run_input)
+        listener = await hub.open(agent, args, metadata=metadata, to_workers=to_workers)
         encoder = AguiEncoder(run_input.thread_id, run_input.run_id, listener.served.id, agent)
         return respond(encoder, listener, [encoder.started(run_input.parent_run_id)])
 

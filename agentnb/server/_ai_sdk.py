@@ -811,11 +811,12 @@ def ai_sdk_routes(
         a tool approval (a tool part in state ``approval-responded``) answers the run's
         question and streams the run on from it (409 if unknown or already answered).
         """
-        await hub.offered(agent)  # 404 for an unknown agent
+        to_workers = await hub.offered(agent)  # 404 for an unknown agent
         chat = parse_chat(await read_json(request, max_body))
         if chat.approvals:
             listener, encoder = await approvals.answer(agent, chat.approvals)
             return _response(listener, encoder, approvals, ping=ping, send_timeout=send_timeout)
-        listener = await hub.open(agent, (chat.text,), metadata={"ai_sdk": chat.metadata})
+        metadata: dict[str, JSON] = {"ai_sdk": chat.metadata}
+        listener = await hub.open(agent, (chat.text,), metadata=metadata, to_workers=to_workers)
         encoder = UiMessageEncoder(listener.served.id, agent)
         return _response(listener, encoder, approvals, ping=ping, send_timeout=send_timeout)

@@ -209,23 +209,30 @@ class RunHub:
         on_disconnect: OnDisconnect = "cancel",
         *,
         metadata: Mapping[str, JSON] | None = None,
+        to_workers: bool | None = None,
     ) -> Listener | StoreListener:
         """Start *agent* and listen to its run from its first event: on a worker when the
-        store has one for it (see ``_workers``), else here. *metadata*: as for ``start``."""
+        store has one for it (see ``_workers``), else here. *metadata*: as for ``start``;
+        *to_workers*: what ``offered(agent)`` said, if it was asked already."""
         shared = self.shared
         if shared is not None:
             if self.closing:
                 raise ShuttingDown
-            if await shared.to_workers(agent):
+            if to_workers is None:
+                to_workers = await shared.to_workers(agent)
+            if to_workers:
                 return await shared.dispatch(agent, args, on_disconnect, metadata)
         served = self.start(agent, args, on_disconnect, metadata=metadata)
         await self.announced(served)
         return served.listen()
 
-    async def offered(self, agent: str) -> None:
-        """404 (``UnknownAgent``) unless *agent* runs here or on the store's workers."""
-        if self.shared is None or not await self.shared.to_workers(agent):
+    async def offered(self, agent: str) -> bool:
+        """Whether a run of *agent* goes to the store's workers; 404 (``UnknownAgent``)
+        unless it runs there or here."""
+        to_workers = self.shared is not None and await self.shared.to_workers(agent)
+        if not to_workers:
             self.agent(agent)
+        return to_workers
 
     # -- any run: this process's, or (with a store) another's ------------------------
 

@@ -25,8 +25,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Literal
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._events import JSON, Answer, Ask, Event
 from .._exceptions import InvalidAnswer
@@ -111,7 +111,7 @@ class ServedRun:
         if isinstance(event, Ask):
             self._asked[event.ask_id] = event
             if self.hub.shared is not None:  # any process finds the run by the question
-                self._index(event.ask_id)
+                self._on_loop(self.hub.shared.asked, self.id, event.ask_id)
         elif isinstance(event, Answer):
             self._asked.pop(event.ask_id, None)
         frame = sse_frame(event, event.to_json(), self.id, self.buffer.count)
@@ -121,7 +121,7 @@ class ServedRun:
         with self._lock:
             waiting, self._waiting = self._waiting, []
         if waiting:
-            self._wake(waiting)
+            self._on_loop(_wake_all, waiting)
         self.hub.budget.add(added)
         if terminal:  # always on the run's own loop: the run's task emits it
             run, self.run = self.run, None  # its result and exception are not kept
@@ -134,15 +134,14 @@ class ServedRun:
             if self.hub.shared is not None:
                 self.hub.shared.ended(self)  # its last frames flushed, its record updated
 
-    def _index(self, ask_id: str) -> None:
-        shared = self.hub.shared
-        assert shared is not None
+    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """Call *fn* on the run's loop: now if this is its thread (send may run in any)."""
         if threading.get_ident() == self._loop_thread:
-            shared.asked(self.id, ask_id)
+            fn(*args)
         else:
             assert self._loop is not None
-            with contextlib.suppress(RuntimeError):  # the loop has closed
-                self._loop.call_soon_threadsafe(shared.asked, self.id, ask_id)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                self._loop.call_soon_threadsafe(fn, *args)
 
     def _store(self, frame: bytes, terminal: bool) -> None:
         writer = self.writer
@@ -152,15 +151,6 @@ class ServedRun:
         except Exception as exc:  # Redis failed: the run goes on, served from memory here
             self.writer = None
             logger.warning("agentnb: run %s is no longer stored in Redis: %s", self.id, exc)
-
-    def _wake(self, listeners: list[Listener]) -> None:
-        if threading.get_ident() == self._loop_thread:
-            for listener in listeners:
-                listener._wake()
-        else:
-            assert self._loop is not None
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                self._loop.call_soon_threadsafe(_wake_all, listeners)
 
     def wake_all(self) -> None:
         """Wake every parked listener (on the loop): one was cut off, or the run is gone."""
