@@ -398,6 +398,26 @@ class TextChunk(Event):
         self._message_id = _str(message_id, "TextChunk.message_id")
         self._set_stamps(**stamps)
 
+    def to_json(self) -> str:
+        # The commonest event, framed once per emit by a server: the same JSON as
+        # Event.to_json, built without the dict.
+        if self._message_id:
+            return super().to_json()
+        path = "[]" if not self._path else _dumps(list(self._path))
+        line = (
+            f'{{"kind":"text","run_id":{_dumps(self._run_id)},"seq":{self._seq},'
+            f'"path":{path},"ts":{float.__repr__(self._ts)},"text":{_dumps(self._text)}}}'
+        )
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                return super().to_json()
+        return line
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 
 def make_text_chunk(
     text: str, run_id: str, seq: int, path: tuple[str, ...], ts: float

@@ -16,33 +16,31 @@ What is measured (the goal in brackets), on a ``redis-server`` started for the r
    reader loops on ``XREAD BLOCK`` from the last id [>= 0.8x the baseline's rate].
    A second baseline, shown for scale, awaits one ``XADD`` per event.
 2. Emit to client across processes, at 1,000 events/s: the latency of each event
-   from the agent's ``emit`` to the client that reads it through another server
-   process, against a bare ``XADD`` to ``XREAD BLOCK`` [p99 <= 1.5x the baseline's].
-   The agent runs in one uvicorn process (``create_app(store=RedisStore(url))``,
-   this file with ``--serve``: process A); a second such process (B) serves the
-   run from Redis (``GET /api/runs/{id}/events``); the client, this process,
-   reads B's SSE stream with a hand-written HTTP/1.1 reader. The client starts
-   the run on A and drops that connection (``on_disconnect: continue``); the
-   agent first asks a question, which the client answers on B once B's stream
-   has sent it, so B's reader is waiting in ``XREAD BLOCK`` before the first
-   timed event. The agent emits texts at 1,000/s on an absolute schedule, each
-   carrying ``time.time_ns()`` taken just before its ``emit``; the client takes
-   ``time.time_ns()`` when a read returns (one host, one clock). The baseline is
-   two processes: a writer (this file with ``--xadd``) awaits one ``XADD`` per
-   event on the same schedule, each entry the same JSON an agentnb frame carries
-   (its time included), and a reader (this process) loops on ``XREAD BLOCK``
-   from the last id, parses each entry's JSON and takes the same clock. So the
-   baseline has a writer process and a reader process; the measured path has
-   the agent's server process, the reading server process and the client: the
-   extra hop (B's SSE to the client) is part of what agentnb costs, since a
-   browser or a client never reads Redis itself. All processes use uvloop when
-   it is installed (uvicorn's default). p50 and p99 of every round; the ratios
-   compare the median of the rounds' percentiles (and the best round with the
-   best). A third path splits the measured one in two (information): the agent
-   in A, its run's stream read here with ``XREAD BLOCK`` (no B). The CPU each
-   process used per 1,000 events is printed for every round, and what every
-   other process on the machine used: the chain has more processes to wake than
-   the baseline, so a busy machine shows in its tail first.
+   from the agent's ``emit`` to a client in another process, against a bare ``XADD``
+   to ``XREAD BLOCK`` [p99 <= 1.5x the baseline's]. The agent runs in one uvicorn
+   process (``create_app(store=RedisStore(url))``, this file with ``--serve``:
+   process A); the client, this process, reads the run with agentnb's reader of the
+   store (``RedisStore.read``, what ``agentnb.redis.watch`` and every server process
+   use). The client starts the run on A and drops that connection
+   (``on_disconnect: continue``); the agent first asks a question, which the client
+   answers once its reader waits in ``XREAD BLOCK``. The agent emits texts at
+   1,000/s on an absolute schedule (a loop turn at least between two, as a streamed
+   reply has), each carrying ``time.time_ns()`` taken just before its ``emit``; the
+   client takes ``time.time_ns()`` when a read returns (one host, one clock). The
+   baseline has the same two processes: a writer (this file with ``--xadd``) awaits
+   one ``XADD`` per event on the same schedule, each entry the same JSON an agentnb
+   frame carries (its time included), and a reader (this process) loops on ``XREAD
+   BLOCK`` from the last id, parses each entry's JSON and takes the same clock.
+   Then the same with a server in between, as a browser or an HTTP client has it
+   (information): the run read through a second agentnb server process (B, ``GET
+   /api/runs/{id}/events``, read here with a hand-written HTTP/1.1 SSE reader),
+   against a bare relay (this file with ``--relay``: ``XREAD BLOCK``, each entry
+   written to a TCP connection to this process as it comes) between the writer
+   and the client. All processes use uvloop when it is installed (uvicorn's
+   default). p50 and p99 of every round; the ratios compare the median of the
+   rounds' percentiles (and the best round with the best). The CPU each process
+   used per 1,000 events is printed for every round, and what every other process
+   on the machine used: a busy machine shows in the tail first.
 3. Emit cost in the agent: an agent emits 50,000 texts of 30 bytes (yielding to
    the loop every 100, as a streamed model reply does) in a run served by an app
    in this process (``RunHub.start`` of ``create_app``'s hub, the app's lifespan
@@ -55,7 +53,7 @@ What is measured (the goal in brackets), on a ``redis-server`` started for the r
    (section 3's agent); and of a stream of 300-byte frames written directly, per frame.
 
 Subject and baseline alternate round by round (the order flips each round; section 2
-rotates its three paths), each round starts after ``gc.collect()``; the best and the
+rotates its four paths), each round starts after ``gc.collect()``; the best and the
 median round are printed. Nothing here asserts an absolute time.
 """
 
@@ -63,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -71,7 +70,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -85,6 +84,7 @@ import redis.asyncio as aioredis  # noqa: E402
 import agentnb  # noqa: E402
 from agentnb.redis import RedisStore  # noqa: E402
 from agentnb.server import create_app  # noqa: E402
+from agentnb.server._wire import sse_data  # noqa: E402
 from harness.redis import redis_server  # noqa: E402
 from harness.report import Table, met, ms, percentile  # noqa: E402
 from harness.web import ServerProcess, machine_busy, serve_child  # noqa: E402
@@ -239,10 +239,10 @@ async def through_redis_py(client: aioredis.Redis, data: list[bytes], *, pipelin
 
 
 async def wait_turn(start: float, i: int, rate: float) -> None:
-    """Sleep until event *i* of a schedule of *rate* events/s begun at *start* is due."""
-    delay = start + i / rate - time.perf_counter()
-    if delay > 0:
-        await asyncio.sleep(delay)
+    """Sleep until event *i* of a schedule of *rate* events/s begun at *start* is due; a
+    turn of the loop at least (behind schedule, after a late timer, events are not sent
+    in one burst: each is emitted on its own, as the schedule means)."""
+    await asyncio.sleep(max(start + i / rate - time.perf_counter(), 0))
 
 
 async def clocked(spec: dict[str, Any]) -> int:
@@ -406,9 +406,10 @@ async def via_servers(a: int, b: int, n: int) -> list[int]:
         stream.close()
 
 
-async def via_store(a: int, client: aioredis.Redis, n: int) -> list[int]:
-    """One run started on server *a*, its stream read here with XREAD BLOCK (no server in
-    between): each text's latency, in ns. Splits the emit-to-client path in two."""
+async def via_reader(a: int, store: RedisStore, n: int) -> list[int]:
+    """One run started on server *a*, read in this process by agentnb's reader of the store
+    (``RedisStore.read``: what ``agentnb.redis.watch`` and every server process use): each
+    text's latency, in ns. The emit-to-client path across two processes."""
     spec = {"events": n, "rate": RATE}
     body = {"agent": "clocked", "input": spec, "on_disconnect": "continue"}
     started = await SseReader.open(a, post_json("/api/stream", f"{HOST}:{a}", body))
@@ -417,23 +418,14 @@ async def via_store(a: int, client: aioredis.Redis, n: int) -> list[int]:
     finally:
         started.close()
     run_id, _, position = ask_id.decode().rpartition(":")
-    key = "agentnb:run:" + run_id  # the store's key layout (agentnb.redis._store)
     latencies: list[int] = []
 
     async def read() -> None:
-        last: bytes | str = f"{int(position) + 1}-0"  # the ask's entry
-        while True:
-            got = cast(list[Any], await client.xread({key: last}, count=1000, block=1000))
-            now = time.time_ns()
-            if not got:
-                continue
-            for entry, fields in got[0][1]:
-                frame: bytes = fields[b"frame"]
-                if frame.find(b"\r\nevent: text\r\n") >= 0:
-                    latencies.append(now - emit_time(frame[frame.index(b"\r\ndata: ") + 8 :]))
-                last = entry
-                if b"end" in fields:
-                    return
+        async with aclosing(store.read(run_id, int(position))) as reading:
+            async for frames in reading:
+                now = time.time_ns()
+                texts = [f for f in frames if f.find(b"\r\nevent: text\r\n") >= 0]
+                latencies.extend(now - emit_time(sse_data(f).encode()) for f in texts)
 
     reader = asyncio.create_task(read())
     await asyncio.sleep(0.05)  # it waits in XREAD BLOCK before the first text
@@ -504,6 +496,66 @@ async def via_redis(writer: XaddProcess, client: aioredis.Redis, n: int) -> list
     return latencies
 
 
+def relay(url: str) -> None:
+    """The --relay child: a bare server in between. For each TCP connection, read a line
+    ``{"key", "events"}``, then ``XREAD BLOCK`` the key from the start and write each
+    entry's frame, a line, to the connection as it comes; close after the last."""
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(url)
+
+        async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            order = json.loads(await reader.readline())
+            key, n, sent = order["key"], int(order["events"]), 0
+            last: bytes | str = "0-0"
+            while sent < n:
+                got = cast(list[Any], await client.xread({key: last}, count=1000, block=1000))
+                for entry, fields in got[0][1] if got else []:
+                    writer.write(fields[b"frame"] + b"\n")
+                    last = entry
+                    sent += 1
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve_one, HOST, 0)
+        print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
+        await asyncio.Event().wait()  # until terminated
+
+    _run(main())
+
+
+async def via_relay(writer: XaddProcess, port: int, n: int) -> list[int]:
+    """*n* events XADDed by the writer process, read by the relay process and sent on to
+    this one over TCP: latencies in ns. The bare path with a server in between."""
+    key = "bench:latency:" + uuid.uuid4().hex
+    reader, out = await asyncio.open_connection(HOST, port, limit=1 << 20)
+    out.write(json.dumps({"key": key, "events": n}).encode() + b"\n")
+    await out.drain()
+    latencies: list[int] = []
+
+    async def read() -> None:
+        while len(latencies) < n:
+            data = await reader.read(262_144)
+            now = time.time_ns()
+            if not data:
+                raise RuntimeError("the relay closed the connection early")
+            buffered = data if not pending else pending.pop() + data
+            *lines, rest = buffered.split(b"\n")
+            if rest:
+                pending.append(rest)
+            for line in lines:
+                text: str = json.loads(line)["text"]
+                latencies.append(now - int(text.partition(" ")[0]))
+
+    pending: list[bytes] = []
+    task = asyncio.create_task(read())
+    await asyncio.sleep(0.05)  # the relay waits in XREAD BLOCK before the first XADD
+    await writer.write(key, n)
+    await task
+    out.close()
+    return latencies
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds process *pid* has used."""
     with open(f"/proc/{pid}/stat") as f:
@@ -525,12 +577,20 @@ class LatencyRound:
 class Latency:
     agentnb: list[LatencyRound] = field(default_factory=list)
     bare: list[LatencyRound] = field(default_factory=list)
-    half: list[LatencyRound] = field(default_factory=list)  # agent -> Redis -> XREAD
+    reader: list[LatencyRound] = field(default_factory=list)  # agent -> Redis -> store reader
+    relay: list[LatencyRound] = field(default_factory=list)  # XADD -> XREAD -> TCP -> client
 
-    def ratio(self, p: float, pick: Callable[[list[float]], float], side: str = "agentnb") -> float:
-        """*side*'s *p*-th percentile over the baseline's, each picked among the rounds."""
+    def ratio(
+        self,
+        p: float,
+        pick: Callable[[list[float]], float],
+        side: str = "reader",
+        baseline: str = "bare",
+    ) -> float:
+        """*side*'s *p*-th percentile over *baseline*'s, each picked among the rounds."""
         subject: list[LatencyRound] = getattr(self, side)
-        return pick([r.q(p) for r in subject]) / pick([r.q(p) for r in self.bare])
+        base: list[LatencyRound] = getattr(self, baseline)
+        return pick([r.q(p) for r in subject]) / pick([r.q(p) for r in base])
 
 
 async def timed_round(fn: Callable[[], Awaitable[list[int]]], pids: dict[str, int]) -> LatencyRound:
@@ -549,40 +609,46 @@ async def latency(url: str, sizes: Sizes, redis_pid: int | None) -> Latency:
     out = Latency()
     async with AsyncExitStack() as stack:
         servers = []
-        for _ in range(2):
-            server = ServerProcess([str(HERE), "--serve", url])
+        for argv in (["--serve", url], ["--serve", url], ["--relay", url]):
+            server = ServerProcess([str(HERE), *argv])
             stack.callback(server.close)
             servers.append(server)
-        a, b = servers
+        a, b, relayed = servers
         writer = await XaddProcess.start(url)
         stack.push_async_callback(writer.close)
         client = aioredis.Redis.from_url(url)
         stack.push_async_callback(client.aclose)
+        store = await stack.enter_async_context(RedisStore(url))
         extra = {"redis": redis_pid} if redis_pid is not None else {}
-        measured: list[tuple[Callable[[], Awaitable[list[int]]], dict[str, int], list[Any]]] = [
+        measured: list[tuple[Callable[[int], Awaitable[list[int]]], dict[str, int], list[Any]]] = [
             (
-                lambda: via_servers(a.port, b.port, sizes.latency_events),
-                {"server A": a.proc.pid, "server B": b.proc.pid, **extra},
-                out.agentnb,
+                lambda n: via_reader(a.port, store, n),
+                {"server A": a.proc.pid, **extra},
+                out.reader,
             ),
             (
-                lambda: via_redis(writer, client, sizes.latency_events),
+                lambda n: via_redis(writer, client, n),
                 {"writer": writer.proc.pid, **extra},
                 out.bare,
             ),
             (
-                lambda: via_store(a.port, client, sizes.latency_events),
-                {"server A": a.proc.pid, **extra},
-                out.half,
+                lambda n: via_servers(a.port, b.port, n),
+                {"server A": a.proc.pid, "server B": b.proc.pid, **extra},
+                out.agentnb,
+            ),
+            (
+                lambda n: via_relay(writer, relayed.port, n),
+                {"writer": writer.proc.pid, "relay": relayed.proc.pid, **extra},
+                out.relay,
             ),
         ]
-        await via_servers(a.port, b.port, 500)  # warm both paths untimed
-        await via_redis(writer, client, 500)
-        await via_store(a.port, client, 500)
+        for fn, _, _ in measured:  # warm every path untimed
+            await fn(500)
+        n = sizes.latency_events
         for i in range(sizes.latency_rounds):
-            order = measured[i % 3 :] + measured[: i % 3]  # each side first in turn
-            for fn, pids, rounds in order:
-                rounds.append(await timed_round(fn, pids))
+            k = i % len(measured)
+            for fn, pids, rounds in measured[k:] + measured[:k]:  # each path first in turn
+                rounds.append(await timed_round(functools.partial(fn, n), pids))
     return out
 
 
@@ -736,7 +802,12 @@ def rate(n: int, seconds: float) -> str:
 
 def report_latency(lat: Latency, n: int) -> None:
     print(f"\n2. emit to client, {n:,} events at {RATE:,.0f}/s per round (p50 / p99 / max)")
-    sides = (("agentnb", lat.agentnb), ("bare", lat.bare), ("A only", lat.half))
+    sides = (
+        ("reader", lat.reader),
+        ("bare", lat.bare),
+        ("via B", lat.agentnb),
+        ("relay", lat.relay),
+    )
     for side, rounds in sides:
         for r in rounds:
             cpu = ", ".join(f"{k} {v * 1e3 / (n / 1000):.0f}" for k, v in r.cpu.items())
@@ -760,12 +831,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--xadd", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--relay", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
         return
     if args.xadd:
         xadd_writer(args.xadd)
+        return
+    if args.relay:
+        relay(args.relay)
         return
     sizes = QUICK if args.quick else FULL
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, sizes {sizes}")
@@ -823,19 +898,22 @@ def report(results: Results, sizes: Sizes) -> None:
         "(scale)",
         "-",
     )
+    bare = " (XADD -> XREAD BLOCK)"
+    relayed = " (XADD -> XREAD -> TCP)"
     paths = (
-        (99, 1.5, "agentnb", "emit to client p99, 1,000/s, A -> Redis -> B -> client"),
-        (50, None, "agentnb", "emit to client p50, the same"),
-        (99, None, "half", "emit to a Redis reader p99, A -> Redis -> XREAD"),
-        (50, None, "half", "emit to a Redis reader p50, the same"),
+        (99, 1.5, "reader", "bare", bare, "emit to client p99, 1,000/s, across two processes"),
+        (50, None, "reader", "bare", bare, "emit to client p50, the same"),
+        (99, None, "agentnb", "relay", relayed, "emit to client p99 via server B"),
+        (50, None, "agentnb", "relay", relayed, "emit to client p50 via server B"),
+        (99, None, "agentnb", "bare", bare, "emit to client p99 via server B"),
     )
-    for p, goal, side, label in paths:
-        median_ratio = lat.ratio(p, statistics.median, side)
-        best_ratio = lat.ratio(p, min, side)
+    for p, goal, side, baseline, named, label in paths:
+        median_ratio = lat.ratio(p, statistics.median, side, baseline)
+        best_ratio = lat.ratio(p, min, side, baseline)
         table.add(
             label,
             ms(statistics.median(r.q(p) for r in getattr(lat, side))),
-            ms(statistics.median(r.q(p) for r in lat.bare)) + " (XADD -> XREAD BLOCK)",
+            ms(statistics.median(r.q(p) for r in getattr(lat, baseline))) + named,
             f"{median_ratio:.2f}x (best {best_ratio:.2f}x)",
             f"<= {goal}x" if goal else "(info)",
             met(median_ratio <= goal, best_ratio <= goal) if goal else "-",
@@ -884,6 +962,9 @@ def report(results: Results, sizes: Sizes) -> None:
                 "store_rate_ratio": round(pipelined.rate_ratio_median(), 3),
                 "latency_p99_ratio": round(lat.ratio(99, statistics.median), 3),
                 "latency_p50_ratio": round(lat.ratio(50, statistics.median), 3),
+                "via_server_p99_ratio": round(
+                    lat.ratio(99, statistics.median, "agentnb", "relay"), 3
+                ),
                 "emit_rate_ratio": round(ratio, 3),
             }
         )

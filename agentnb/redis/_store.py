@@ -17,17 +17,29 @@ as the event's JSON: a reader sends them on unchanged (no re-encoding per
 reader), and the store stays independent of the wire format.
 
 **Writing.** ``append`` (sync, any thread, a few microseconds) queues the frame
-locally; one writer task per run sends everything queued since its last write
-in one call of a Lua script (at most ``BATCH`` entries, the frames joined in one
-argument: one command to pack and one reply to parse): an ``XADD`` per frame, an exact
-``XTRIM MINID`` when the run holds more than ``keep_count`` entries or
-``keep_bytes`` bytes (the newest entry always stays), and an ``EXPIRE``: the
-key lives ``idle_ttl`` seconds after the last write while the run goes on (so
-an abandoned run's stream goes away; ``XADD`` alone does not refresh a TTL) and
-``ttl`` seconds after its terminal frame. The byte bound counts each frame's
-length plus ``ENTRY_OVERHEAD`` (what Redis spends per entry, about), for the
-entries this writer wrote. Trimming is exact (``MAXLEN ~`` may remove nothing):
-what is held is what a reader can be told about.
+locally; one writer task per run sends everything queued since its last batch
+as one call of a Lua script (at most ``BATCH`` entries, the frames joined in one
+argument: one command to pack and one reply to parse): an ``XADD`` per frame, an
+exact ``XTRIM MINID`` when the run holds more than ``keep_count`` entries or
+``keep_bytes`` bytes (the newest entry always stays), and a ``PEXPIRE``: the
+key lives ``ttl`` seconds after the run's terminal frame, and while the run goes
+on at least nine tenths of ``idle_ttl`` after its last write (so an abandoned
+run's stream goes away; ``XADD`` alone does not refresh a TTL): the first batch
+sets the expiry, then a batch sets it again once a tenth of ``idle_ttl`` has
+passed (not every batch: it is a third of the script's time in Redis). The
+byte bound counts each frame's length plus ``ENTRY_OVERHEAD`` (what Redis spends
+per entry, about), for the entries this writer wrote. Trimming is exact
+(``MAXLEN ~`` may remove nothing): what is held is what a reader can be told
+about.
+
+A batch goes out as soon as the writer task takes it, without waiting for the
+reply to the one before (a frame emitted while a batch is on its way does not
+wait a round trip to Redis): the writers of a store share one connection, and
+one task reads the replies in order (``_Pipe``). A batch sent while an earlier
+one has no reply yet first checks, in the script, that the stream holds exactly
+the positions before its own: one refused (or lost with its connection) leaves
+no gap after it. After a failed batch, once every reply is in, the writer looks
+at what Redis holds and sends again what it lacks.
 
 **Reading.** ``XRANGE`` from the position after the reader's for the backlog,
 then ``XREAD BLOCK`` from the last id read, never ``$`` (which loses what
@@ -36,8 +48,12 @@ arrives between two calls). A reader whose next position was trimmed away gets
 a silent gap. Unlike the in-memory buffer, the trimming does not wait for
 connected readers: ``keep_count`` and ``keep_bytes`` are also how far behind a
 reader may fall. Each reader waiting in ``XREAD BLOCK`` holds one connection of
-the client's pool. The client's ``socket_timeout`` is ``block`` plus
-``SOCKET_MARGIN`` seconds, so a long ``BLOCK`` never reads as a dead socket.
+a pool of the store's. Every command waits for its reply at most ``block`` plus
+``SOCKET_MARGIN`` seconds, so a long ``BLOCK`` never reads as a dead socket and
+a dead one never hangs: the store's client (``redis``, for everything else) has
+that ``socket_timeout``; the writers' connection and the readers' use a deadline
+of their own instead (with a socket timeout, redis-py sends each command from a
+task of its own, a loop turn later).
 
 **Faults.** Only a run's first frame creates its stream (``XADD NOMKSTREAM``
 for the others), so a stream lost in a Redis restart is not silently begun
@@ -59,12 +75,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import itertools
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -98,40 +116,63 @@ CONNECT_TIMEOUT = 5.0
 """Seconds to wait for a connection to Redis (a host that does not answer)."""
 _PAUSE = 0.05  # seconds between attempts while Redis does not answer
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError)
-# One batch of a writer in one call: the XADDs (only the first frame makes the stream: a later
-# one finding it gone, lost in a Redis restart or expired, gets nil rather than starting a
-# stream with a hole), the exact trim and the expiry. ARGV: first position, TTL (ms), MINID
-# ("" for none), "1" if the last frame is the terminal one, the frames joined, their count,
-# their lengths. Returns 0, or {n, error} for the n-th frame refused.
+# One batch of a writer in one call: the XADDs, the exact trim and the expiry. Only a run's
+# first frame makes its stream: a later one finding it gone (lost in a Redis restart, or
+# expired) gets nil rather than beginning it again with a hole. A batch sent while an earlier
+# one has no reply yet (batches go out without waiting for the replies) first checks that
+# the stream holds exactly the positions before its own, or adds nothing: one that failed
+# leaves no gap. ARGV: first position, TTL (ms, "" to leave it), MINID ("" for none), "1" if
+# the last frame is the terminal one, the frames joined, their count, their lengths, "1" to
+# check. Returns 0, or {"missing"}, or {"held", n} (the stream holds n positions), or
+# {"refused", i, error} for the i-th frame refused.
 _APPEND = """
 local key = KEYS[1]
 local first = tonumber(ARGV[1])
-local blob = ARGV[5]
-local i, at, count = 0, 1, tonumber(ARGV[6])
-for size in string.gmatch(ARGV[7], '%d+') do
-  i = i + 1
-  local p = first + i - 1
-  local frame = string.sub(blob, at, at + size - 1)
-  at = at + size
-  local tail = {}
-  if i == count and ARGV[4] == '1' then tail = {'end', '1'} end
+local count = tonumber(ARGV[6])
+if ARGV[8] == '1' then
+  local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if #top == 0 then return {'missing'} end
+  local held = tonumber(string.match(top[1][1], '^%d+'))
+  if held ~= first then return {'held', held} end
+end
+local function add(i, p, frame)
   local r
-  if p == 0 then
-    r = redis.pcall('XADD', key, (p + 1) .. '-0', 'frame', frame, unpack(tail))
+  local id = (p + 1) .. '-0'
+  local last = i == count and ARGV[4] == '1'
+  if p == 0 and last then
+    r = redis.pcall('XADD', key, id, 'frame', frame, 'end', '1')
+  elseif p == 0 then
+    r = redis.pcall('XADD', key, id, 'frame', frame)
+  elseif last then
+    r = redis.pcall('XADD', key, 'NOMKSTREAM', id, 'frame', frame, 'end', '1')
   else
-    r = redis.pcall('XADD', key, 'NOMKSTREAM', (p + 1) .. '-0', 'frame', frame, unpack(tail))
+    r = redis.pcall('XADD', key, 'NOMKSTREAM', id, 'frame', frame)
   end
-  if not r then return {i, 'missing'} end
-  if type(r) == 'table' and r.err then return {i, r.err} end
+  if not r then return {'missing'} end
+  if type(r) == 'table' and r.err then return {'refused', i, r.err} end
+end
+if count == 1 then
+  local failed = add(1, first, ARGV[5])
+  if failed then return failed end
+else
+  local blob, i, at = ARGV[5], 0, 1
+  for size in string.gmatch(ARGV[7], '%d+') do
+    i = i + 1
+    local failed = add(i, first + i - 1, string.sub(blob, at, at + size - 1))
+    if failed then return failed end
+    at = at + size
+  end
 end
 if ARGV[3] ~= '' then redis.call('XTRIM', key, 'MINID', ARGV[3]) end
-redis.call('PEXPIRE', key, ARGV[2])
+if ARGV[2] ~= '' then redis.call('PEXPIRE', key, ARGV[2]) end
 return 0
 """
 _APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()
 
 T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py reads it: (id, fields)
+Frame = tuple[int, bytes, bool]  # a frame to write: (position, frame, terminal)
+Replied = Callable[[Any, BaseException | None], None]  # gets a command's reply, or its error
 
 
 class StoreError(Exception):
@@ -269,6 +310,16 @@ class RedisStore:
             socket_connect_timeout=CONNECT_TIMEOUT,
             retry=Retry(NoBackoff(), 0),  # retried here, knowing what a retry must check
         )
+        # The connections that wait for replies with a deadline of their own instead of a
+        # socket timeout: the writers' one (_Pipe) and the readers' (_bounded).
+        self._untimed = aioredis.ConnectionPool.from_url(
+            url,
+            socket_timeout=None,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._streams = aioredis.Redis(connection_pool=self._untimed)
+        self._writing: _Pipe | None = None
         self._writers: set[RunWriter] = set()
 
     def __repr__(self) -> str:
@@ -297,6 +348,11 @@ class RedisStore:
         self._writers.add(writer)
         return writer
 
+    def _pipe(self) -> _Pipe:
+        if self._writing is None:
+            self._writing = _Pipe(self)
+        return self._writing
+
     # -- reading --------------------------------------------------------------------
 
     async def read(self, run_id: str, after: int = -1) -> AsyncGenerator[list[bytes], None]:
@@ -321,7 +377,7 @@ class RedisStore:
         while True:
             try:
                 if check:
-                    info = await _apart(self._info(key))
+                    info = await self._bounded(self._info(key, self._streams))
                     if info is None:
                         raise StreamMissing(self.url, run_id, key)
                     if last >= info.count:
@@ -339,12 +395,12 @@ class RedisStore:
                         return
                     check = starting = False
                 if backlog:
-                    xrange = self.redis.xrange(key, entry_id(last + 1), "+", count=BATCH)
-                    entries = cast(list[Entry], await _apart(xrange))
+                    xrange = self._streams.xrange(key, entry_id(last + 1), "+", count=BATCH)
+                    entries = cast(list[Entry], await self._bounded(xrange))
                     backlog = len(entries) == BATCH
                 else:
-                    xread = self.redis.xread({key: entry_id(last)}, count=BATCH, block=block_ms)
-                    got = cast(list[tuple[bytes, list[Entry]]], await _apart(xread))
+                    xread = self._streams.xread({key: entry_id(last)}, count=BATCH, block=block_ms)
+                    got = cast(list[tuple[bytes, list[Entry]]], await self._bounded(xread))
                     entries = got[0][1] if got else []
                     check = not entries  # a BLOCK ran out: is the stream still there?
                 failing_since = None
@@ -369,8 +425,22 @@ class RedisStore:
             if b"end" in entries[-1][1]:
                 return
 
-    async def _info(self, key: str) -> RunInfo | None:
-        pipe = self.redis.pipeline(transaction=False)
+    async def _bounded(self, command: Awaitable[T]) -> T:
+        """Await a command of the untimed client (a read of a stream) at most ``block`` plus
+        ``SOCKET_MARGIN`` seconds: what the socket timeout of the store's client does, without
+        redis-py sending the command from a task of its own (``asyncio.wait_for``, when a
+        socket timeout is set: a loop turn later, and on Python 3.11 a cancellation landing
+        as the send ends could be lost, leaving a reader running)."""
+        try:
+            async with asyncio.timeout(self.block + SOCKET_MARGIN):
+                return await command
+        except TimeoutError as exc:  # asyncio's: redis-py's own is not one
+            raise RedisTimeoutError(
+                f"no reply from Redis in {self.block + SOCKET_MARGIN:.0f} s"
+            ) from exc
+
+    async def _info(self, key: str, client: aioredis.Redis | None = None) -> RunInfo | None:
+        pipe = (client or self.redis).pipeline(transaction=False)
         pipe.xinfo_stream(key)
         pipe.pttl(key)
         stream, pttl = await pipe.execute(raise_on_error=False)
@@ -439,7 +509,120 @@ class RedisStore:
         for writer in writers:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer._task
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing.aclose()
+        await self._streams.aclose()
+        await self._untimed.disconnect()
         await self.redis.aclose()
+
+
+class _Pipe:
+    """The store's connection for writers' batches (see the module's Writing): each batch
+    goes out as soon as its writer takes it, and one task reads the replies in order, so
+    a batch never waits for the reply to the one before it (an agent streaming faster
+    than a round trip to Redis is not slowed to it).
+
+    Its connection has no socket timeout: redis-py would then send every command from a
+    task of its own (``asyncio.wait_for``), one loop turn later and in no set order; a
+    reply that takes longer than the store's ``block`` plus ``SOCKET_MARGIN`` seconds
+    counts as a dead connection instead. A command's reply is queued before the command
+    is written, and the write happens before anything else can run: replies and
+    commands pair up in order.
+    """
+
+    def __init__(self, store: RedisStore) -> None:
+        self.pool = store._untimed
+        self.timeout = store.block + SOCKET_MARGIN
+        self._loop = asyncio.get_running_loop()
+        self._conn: Any = None  # redis.asyncio.Connection, once connected
+        self._connecting = asyncio.Lock()
+        self._replies: deque[tuple[Any, Replied]] = deque()
+        self._reading: asyncio.Task[None] | None = None  # while replies are due
+
+    async def send(self, args: tuple[Any, ...], done: Replied) -> None:
+        """Send one command; *done* gets its reply (or the error: a ``ResponseError``
+        for an error reply, a connection error or timeout for a lost one), later."""
+        try:
+            conn = self._conn
+            if conn is None:
+                async with self._connecting:
+                    conn = self._conn or await self._connect()
+            packed = conn.pack_command(*args)
+        except BaseException as exc:
+            done(None, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._replies.append((conn, done))
+        if self._reading is None:
+            self._reading = self._loop.create_task(self._read(), name="agentnb.redis replies")
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+        except Exception:  # the connection failed: its replies fail in the reading task
+            if self._conn is conn:
+                self._conn = None
+
+    async def _connect(self) -> Any:
+        conn = self.pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.connect()
+            await conn.send_command("SCRIPT", "LOAD", _APPEND, check_health=False)
+            await conn.read_response(timeout=self.timeout)
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        self._conn = conn
+        return conn
+
+    async def _read(self) -> None:
+        """Read the replies due, in order; ends when none is (``send`` starts it again)."""
+        replies = self._replies
+        try:
+            while replies:
+                conn, done = replies[0]
+                try:
+                    reply = await conn.read_response(timeout=self.timeout)
+                    if reply is None:  # no reply in time
+                        raise RedisTimeoutError(f"no reply from Redis in {self.timeout:.0f} s")
+                except ResponseError as exc:  # an error reply: that command's
+                    replies.popleft()
+                    done(None, exc)
+                except Exception as exc:  # the connection is lost, with every reply due on it
+                    await self._drop(conn, exc)
+                except BaseException as exc:
+                    await self._drop(conn, exc)
+                    raise
+                else:
+                    replies.popleft()
+                    done(reply, None)
+        finally:
+            self._reading = None
+
+    async def _drop(self, conn: Any, exc: BaseException) -> None:
+        if self._conn is conn:
+            self._conn = None
+        replies = self._replies
+        while replies and replies[0][0] is conn:
+            replies.popleft()[1](None, exc)
+        await conn.disconnect(nowait=True)
+
+    async def aclose(self) -> None:
+        reading = self._reading
+        if reading is not None:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+        closed = RedisConnectionError("the store is closed")
+        while self._replies:
+            self._replies.popleft()[1](None, closed)
+        if self._conn is not None:
+            await self._conn.disconnect(nowait=True)
+            self._conn = None
+
+
+class _Gap(Exception):
+    """A batch found the stream short of its first position: a batch before it failed."""
 
 
 class RunWriter:
@@ -455,7 +638,7 @@ class RunWriter:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
-        self._pending: deque[tuple[int, bytes, bool]] = deque()  # (position, frame, last)
+        self._pending: deque[Frame] = deque()  # appended, not sent (position, frame, last)
         self._count = start  # the next position
         self._ended = False  # the terminal frame was appended
         self._woken = False  # a wake-up of the writer task is due (under the lock)
@@ -463,7 +646,12 @@ class RunWriter:
         self._closed = False
         self.written = start  # the frames before this position are in Redis
         self.first = start  # the oldest position held, as far as this writer trimmed
-        self._held: deque[tuple[int, int]] = deque()  # (position, cost) of held entries
+        self._unacked: deque[Frame] = deque()  # sent, no reply yet (loop only)
+        self._inflight = 0  # batches sent with no reply yet
+        self._fault: BaseException | None = None  # the first batch that failed, until resent
+        self._failing_since: float | None = None
+        self._expiry_set: float | None = None  # when a batch last set the idle TTL (monotonic)
+        self._held: deque[tuple[int, int]] = deque()  # (position, cost) of entries sent
         self._held_bytes = 0
         self._flushes: list[tuple[int, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
@@ -535,15 +723,18 @@ class RunWriter:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                if self._fault is not None:
+                    if self._inflight:
+                        continue  # woken again by the last reply
+                    await self._recover()
                 with self._lock:
                     n = min(len(self._pending), BATCH)
                     batch = [self._pending.popleft() for _ in range(n)]
                     self._woken = bool(self._pending)
                 if self._woken:
-                    self._wake.set()  # the rest in the next pipeline
+                    self._wake.set()  # the rest in the next batch
                 if batch:
-                    await self._write(batch)
-                    self._settle()
+                    await self._send(batch)
         except Exception as exc:  # every later append and flush raises it
             error = exc if isinstance(exc, StoreError) else None
             error = error or self.store.error(f"writing run {self.run_id} failed: {exc!r}")
@@ -570,74 +761,131 @@ class RunWriter:
             if not done.done():
                 done.set_exception(error)
 
-    async def _write(self, batch: list[tuple[int, bytes, bool]]) -> None:
+    async def _send(self, batch: list[Frame]) -> None:
+        """One script call: XADD the frames of *batch*, trim, expire. Sent now; its reply
+        comes to ``_replied`` later, in order, while the next batches go out."""
         store = self.store
-        failing_since: float | None = None
-        held = batch[0][0]  # Redis holds the positions before this one
+        keep_from = self._trim_point(batch)
+        ttl: int | str = ""
+        now = time.monotonic()
+        if batch[-1][2]:
+            ttl = int(store.ttl * 1000)
+        elif self._expiry_set is None or now - self._expiry_set >= store.idle_ttl / 10:
+            ttl, self._expiry_set = int(store.idle_ttl * 1000), now
+        minid = entry_id(keep_from) if keep_from > self.first else ""
+        last = b"1" if batch[-1][2] else b"0"
+        blob = b"".join([frame for _, frame, _ in batch])
+        sizes = " ".join([str(len(frame)) for _, frame, _ in batch])
+        check = b"1" if self._inflight else b""  # Redis may have refused one still going
+        n = len(batch)
+        self._sent(batch, keep_from)
+        self._unacked.extend(batch)
+        self._inflight += 1
+        args: tuple[Any, ...] = ("EVALSHA", _APPEND_SHA, 1, self.key, batch[0][0], ttl, minid)
+        args += (last, blob, n, sizes, check)
+        await store._pipe().send(args, functools.partial(self._replied, batch))
+
+    def _replied(self, batch: list[Frame], reply: Any, exc: BaseException | None) -> None:
+        """A batch's reply (in the order they were sent)."""
+        self._inflight -= 1
+        if self._fault is None:
+            try:
+                self._check(batch, reply, exc)
+            except BaseException as failed:
+                self._fault = failed
+            else:
+                for _ in batch:
+                    self._unacked.popleft()
+                self.written = batch[-1][0] + 1
+                self._failing_since = None
+                if self._flushes:
+                    self._settle()
+        if self._fault is not None and not self._inflight:
+            self._wake.set()  # every reply is in: the writer task goes on from Redis
+
+    def _check(self, batch: list[Frame], reply: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            raise exc
+        if reply == 0:
+            return
+        store, first = self.store, batch[0][0]
+        what = reply[0]
+        if what == b"missing":
+            raise StreamMissing(store.url, self.run_id, self.key)
+        if what == b"held" and int(reply[1]) < first:
+            raise _Gap(f"the stream holds {int(reply[1])} frames, not {first}")
+        if what == b"held":
+            raise store.error(
+                f"run {self.run_id}'s stream refused position {first} (it holds "
+                f"{int(reply[1])} frames): another writer is writing it"
+            )
+        position = first + int(reply[1]) - 1
+        raise store.error(
+            f"run {self.run_id}'s stream refused position {position} ({reply[2]!r}): "
+            "another writer is writing it"
+        )
+
+    async def _recover(self) -> None:
+        """After a batch failed, once every reply is in: look at what Redis holds (a batch
+        may have arrived though its reply did not), then send again what it lacks. A
+        connection error or timeout is retried for the store's ``reconnect`` seconds."""
+        store, fault = self.store, self._fault
+        if isinstance(fault, StoreError):
+            raise fault
+        if not isinstance(fault, (*_TRANSIENT, _Gap, NoScriptError)):
+            raise store.error(f"writing run {self.run_id}: {fault}") from fault
+        failing_since = self._failing_since = self._failing_since or time.monotonic()
         while True:
             try:
-                if failing_since is not None:
-                    held = await self._held_now()
-                await self._send(batch, held)
-                return
+                if isinstance(fault, NoScriptError):  # the scripts were flushed
+                    await store.redis.script_load(_APPEND)
+                info = await store._info(self.key)
+                break
             except _TRANSIENT as exc:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since >= store.reconnect:
+                if time.monotonic() - failing_since >= store.reconnect:
                     raise store.error(f"writing run {self.run_id}: {exc}") from exc
                 await asyncio.sleep(_PAUSE)
             except RedisError as exc:
                 raise store.error(f"writing run {self.run_id}: {exc}") from exc
+        self._resync(info)
+        self._fault = None
+        self._expiry_set = None  # a batch that failed may have been the one to set it
 
-    async def _held_now(self) -> int:
-        """After a fault: how many frames the stream holds (Redis may have taken some of
-        the batch before the connection broke); raises if it lost any it had."""
-        info = await self.store._info(self.key)
+    def _resync(self, info: RunInfo | None) -> None:
+        """Go on from what Redis holds: the frames sent that it has are written, the others
+        go back to be sent first; raises if it lost frames it had."""
         held = info.count if info is not None else 0
-        if held < self.written or (info is None and self.written > 0):
+        if info is None and self.written > 0:
+            raise StreamMissing(self.store.url, self.run_id, self.key)
+        if held < self.written:
             raise self.store.error(
                 f"run {self.run_id} lost frames: {self.written} were written, its stream "
-                f"now holds {held if info is not None else 'nothing'} (Redis restarted "
-                "without its data: appendonly off?)"
+                f"now holds {held} (Redis restarted without its newest writes: appendonly off?)"
             )
-        return held
+        unacked, self._unacked = self._unacked, deque()
+        again = [entry for entry in unacked if entry[0] >= held]
+        arrived = len(unacked) - len(again)
+        if arrived:
+            self.written = unacked[arrived - 1][0] + 1
+        while self._held and self._held[-1][0] >= held:  # to be counted again when resent
+            self._held_bytes -= self._held.pop()[1]
+        self.first = info.first if info is not None else self.written
+        while self._held and self._held[0][0] < self.first:
+            self._held_bytes -= self._held.popleft()[1]
+        with self._lock:
+            self._pending.extendleft(reversed(again))
+        self._settle()
 
-    async def _send(self, batch: list[tuple[int, bytes, bool]], held: int) -> None:
-        """One script call: XADD the frames of *batch* from position *held* on, trim, expire."""
-        store, key = self.store, self.key
-        added = [entry for entry in batch if entry[0] >= held]
-        keep_from = self._trim_point(batch)
-        ended = batch[-1][2]
-        ttl = int((store.ttl if ended else store.idle_ttl) * 1000)
-        minid = entry_id(keep_from) if keep_from > self.first else ""
-        first = added[0][0] if added else held
-        last = b"1" if added and added[-1][2] else b"0"
-        blob = b"".join([frame for _, frame, _ in added])
-        sizes = " ".join([str(len(frame)) for _, frame, _ in added])
-        args: list[bytes | str | int] = [first, ttl, minid, last, blob, len(added), sizes]
-        try:
-            result = await store.redis.evalsha(_APPEND_SHA, 1, key, *args)
-        except NoScriptError:
-            result = await store.redis.eval(_APPEND, 1, key, *args)
-        if result != 0:
-            index, message = int(result[0]), result[1]
-            position = first + index - 1
-            if message == b"missing":
-                raise StreamMissing(store.url, self.run_id, key)
-            raise store.error(
-                f"run {self.run_id}'s stream refused position {position} ({message!r}): "
-                "another writer is writing it"
-            )
-        self._wrote(batch, keep_from)
-
-    def _trim_point(self, batch: Iterable[tuple[int, bytes, bool]]) -> int:
+    def _trim_point(self, batch: list[Frame]) -> int:
         """The oldest position to keep once *batch* is in: within the count and byte
         bounds, the newest always kept."""
         entries = [(p, len(frame) + ENTRY_OVERHEAD) for p, frame, _ in batch]
         newest = entries[-1][0]
         keep_from = max(newest + 1 - self.store.keep_count, self.first)
         total = self._held_bytes + sum(cost for _, cost in entries)
-        for position, cost in (*self._held, *entries):
+        if keep_from <= self.first and total <= self.store.keep_bytes:
+            return keep_from  # within both bounds: nothing to drop
+        for position, cost in itertools.chain(self._held, entries):
             if position < keep_from:
                 total -= cost
             elif total <= self.store.keep_bytes or position >= newest:
@@ -647,7 +895,7 @@ class RunWriter:
                 total -= cost
         return keep_from
 
-    def _wrote(self, batch: list[tuple[int, bytes, bool]], keep_from: int) -> None:
+    def _sent(self, batch: list[Frame], keep_from: int) -> None:
         for position, frame, _ in batch:
             cost = len(frame) + ENTRY_OVERHEAD
             self._held.append((position, cost))
@@ -655,4 +903,3 @@ class RunWriter:
         while self._held and self._held[0][0] < keep_from:
             self._held_bytes -= self._held.popleft()[1]
         self.first = max(self.first, keep_from)
-        self.written = batch[-1][0] + 1

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.bench
             [
                 "events/s, store vs pipelined XADD",
                 "emit to client p99, 1,000/s",
+                "emit to client p99 via server B",
                 "agent's events/s, store vs in memory",
                 "Redis memory per frame",
             ],

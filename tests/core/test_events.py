@@ -229,6 +229,30 @@ def test_to_json_is_one_compact_line_and_keeps_unicode_readable() -> None:
     assert Event.from_json(line.encode("utf-8")) == event
 
 
+@given(
+    text=st.text(),
+    message_id=st.sampled_from(["", "msg_1"]),
+    run_id=st.text(max_size=8),
+    seq=st.integers(min_value=-1, max_value=2**53),
+    path=st.lists(st.text(max_size=5), max_size=3).map(tuple),
+    ts=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_a_text_chunks_json_is_the_json_of_its_dict(
+    text: str, message_id: str, run_id: str, seq: int, path: tuple[str, ...], ts: float
+) -> None:
+    # TextChunk builds its line without the dict (emit's hot path): the same bytes,
+    # lone surrogates included.
+    event = TextChunk(text, message_id, run_id=run_id, seq=seq, path=path, ts=ts)
+    data = event.to_dict()
+    line = event.to_json()
+    try:
+        expected = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        expected.encode("utf-8")
+    except UnicodeEncodeError:
+        expected = json.dumps(data, separators=(",", ":"))
+    assert line == expected
+
+
 @pytest.mark.parametrize(("event", "keys"), EXAMPLES, ids=EXAMPLE_IDS)
 def test_round_trip_of_each_example(event: Event, keys: list[str]) -> None:
     back = Event.from_json(event.to_json())

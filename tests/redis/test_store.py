@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from agentnb import TextChunk
 from agentnb.redis import Expired, RedisStore, StoreError, StreamMissing
-from agentnb.redis._store import BATCH, ENTRY_OVERHEAD, redact
+from agentnb.redis._store import _APPEND, BATCH, ENTRY_OVERHEAD, redact
 from agentnb.server._wire import parse_event_id, sse_data, sse_frame
 from harness.redis import RedisServer, redis_server
 
@@ -149,9 +149,10 @@ async def test_the_frames_of_one_loop_turn_go_in_one_pipeline(
             writer.append(frame(i))
         await writer.aclose()
         stats = await admin.info("commandstats")
-    # Each pipeline sets the key's expiry once.
     assert stats["cmdstat_xadd"]["calls"] == 2 * BATCH + 5
-    assert stats["cmdstat_pexpire"]["calls"] == 3
+    assert stats["cmdstat_evalsha"]["calls"] == 3
+    # The first sets the key's expiry; the others, within a tenth of idle_ttl, leave it.
+    assert stats["cmdstat_pexpire"]["calls"] == 1
 
 
 async def test_the_terminal_frame_ends_readers_and_nothing_follows_it(store: RedisStore) -> None:
@@ -220,6 +221,45 @@ async def test_a_second_writer_of_a_run_is_refused_not_interleaved(store: RedisS
     going_on.append(frame(3), last=True)
     await going_on.aclose()
     assert await read_all(store, run_id) == [frame(i) for i in range(4)]
+
+
+async def test_a_batch_behind_one_that_failed_adds_nothing(
+    server: RedisServer, store: RedisStore
+) -> None:
+    # Batches go out without waiting for the replies: one sent while an earlier one has no
+    # reply yet checks that the stream holds exactly the positions before its own.
+    run_id = new_run()
+    await write(store, run_id, 3, end=False)
+    key = store.key(run_id)
+    async with aioredis.Redis.from_url(server.url) as admin:
+
+        async def batch(first: int, check: bool) -> object:
+            data = frame(first)
+            args = (first, "", "", "0", data, 1, str(len(data)), "1" if check else "")
+            return await admin.eval(_APPEND, 1, key, *args)
+
+        assert await batch(5, check=True) == [b"held", 3]  # positions 3 and 4 never came
+        assert await batch(2, check=True) == [b"held", 3]  # position 2 is in already
+        assert await admin.xlen(key) == 3
+        assert await batch(3, check=True) == 0
+    assert await read_all_without_end(store, run_id, 4) == [frame(i) for i in range(4)]
+
+
+async def test_batches_in_flight_when_their_connection_is_killed_are_sent_again_once(
+    server: RedisServer, store: RedisStore
+) -> None:
+    run_id = new_run()
+    writer = store.writer(run_id)
+    killed = 0
+    async with aioredis.Redis.from_url(server.url) as admin:
+        for i in range(1500):
+            writer.append(frame(i), last=i == 1499)
+            await asyncio.sleep(0)  # a batch per loop turn: several on their way at once
+            if i % 300 == 150:  # the writers' connection (and any other but this one) drops
+                killed += await admin.client_kill_filter(_type="normal", skipme=True)
+        await asyncio.wait_for(writer.aclose(), 10)
+    assert killed >= 5
+    assert await read_all(store, run_id) == [frame(i) for i in range(1500)]
 
 
 async def read_all_without_end(
@@ -325,6 +365,32 @@ async def test_the_stream_expires_ttl_seconds_after_the_run_ends(server: RedisSe
         await eventually_gone(store, run_id)
         with pytest.raises(StreamMissing):
             await read_all(store, run_id)
+
+
+async def test_while_a_run_goes_on_its_expiry_is_set_again_every_tenth_of_idle_ttl(
+    server: RedisServer,
+) -> None:
+    async with RedisStore(server.url, idle_ttl=2.0) as store:
+        run_id = new_run()
+        writer = store.writer(run_id)
+        writer.append(frame(0))
+        await writer.flush()
+        first = await store.info(run_id)
+        assert first is not None
+        assert first.ttl is not None
+        assert 1.8 < first.ttl <= 2.0
+        lowest = first.ttl
+        for i in range(1, 25):  # 1.2 s of writes: without a refresh 0.8 s would be left
+            await asyncio.sleep(0.05)
+            writer.append(frame(i))
+            await writer.flush()
+            info = await store.info(run_id)
+            assert info is not None
+            assert info.ttl is not None
+            lowest = min(lowest, info.ttl)
+        assert lowest > 1.6, lowest  # nine tenths of idle_ttl after the last write, at least
+        writer.append(frame(25), last=True)
+        await writer.aclose()
 
 
 async def eventually_gone(store: RedisStore, run_id: str) -> None:

@@ -84,6 +84,19 @@ def test_sse_frame_is_id_event_and_one_data_line_with_crlf(event: agentnb.Event,
     assert frame.count(b"\r") == frame.count(b"\n") == 4
 
 
+@pytest.mark.parametrize(("event", "line"), FRAMES, ids=FRAME_IDS)
+@pytest.mark.parametrize("run_id", [RUN, "a\r\nb", "c\nd"])
+def test_sse_frame_is_what_sse_starlette_makes_of_it(
+    event: agentnb.Event, line: str, run_id: str
+) -> None:
+    # The frame is built without ServerSentEvent (it is on emit's hot path): the same bytes,
+    # and an id with a line break in it still loses it.
+    from sse_starlette import ServerSentEvent
+
+    made = ServerSentEvent(on_the_wire(line), event=event.kind, id=f"{run_id}:5").encode()
+    assert sse_frame(event, line, run_id, 5) == made
+
+
 def test_sse_frame_escapes_what_naive_readers_split_on_and_keeps_other_utf8_raw() -> None:
     event, line = FRAMES[1]
     frame = sse_frame(event, line, RUN, 0)
