@@ -78,6 +78,7 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import logging
 import re
 import threading
 import time
@@ -104,6 +105,8 @@ __all__ = [
     "StoreError",
     "StreamMissing",
 ]
+
+logger = logging.getLogger("agentnb.redis")
 
 KEY_PREFIX = "agentnb:run:"
 BATCH = 1000
@@ -167,7 +170,8 @@ if ARGV[3] ~= '' then redis.call('XTRIM', key, 'MINID', ARGV[3]) end
 if ARGV[2] ~= '' then redis.call('PEXPIRE', key, ARGV[2]) end
 return 0
 """
-_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()
+_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest().encode()
+_EVALSHA = b"EVALSHA"
 
 T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py reads it: (id, fields)
@@ -532,7 +536,7 @@ class _Pipe:
     """
 
     def __init__(self, store: RedisStore) -> None:
-        self.pool = store._untimed
+        self.store = store
         self.timeout = store.block + SOCKET_MARGIN
         self._loop = asyncio.get_running_loop()
         self._conn: Any = None  # redis.asyncio.Connection, once connected
@@ -545,32 +549,42 @@ class _Pipe:
         for an error reply, a connection error or timeout for a lost one), later."""
         try:
             conn = self._conn
-            if conn is None:
+            if conn is None or not conn.is_connected:
                 async with self._connecting:
-                    conn = self._conn or await self._connect()
+                    conn = self._conn
+                    if conn is None or not conn.is_connected:
+                        conn = await self._connect()
             packed = conn.pack_command(*args)
         except BaseException as exc:
             done(None, exc)
             if not isinstance(exc, Exception):
                 raise
             return
+        # Connected, so nothing awaits before the write: the reply queued here is its own.
         self._replies.append((conn, done))
         if self._reading is None:
             self._reading = self._loop.create_task(self._read(), name="agentnb.redis replies")
         try:
             await conn.send_packed_command(packed, check_health=False)
-        except Exception:  # the connection failed: its replies fail in the reading task
+        except BaseException as exc:  # the connection is broken: its replies fail when read
             if self._conn is conn:
                 self._conn = None
+            if not isinstance(exc, Exception):
+                raise
 
     async def _connect(self) -> Any:
-        conn = self.pool.make_connection()  # type: ignore[no-untyped-call]
+        """A new connection, the script loaded (through the store's client) for it, within
+        the reply deadline: a Redis that takes connections but does not answer fails."""
+        self._conn = None
+        conn = self.store._untimed.make_connection()  # type: ignore[no-untyped-call]
         try:
-            await conn.connect()
-            await conn.send_command("SCRIPT", "LOAD", _APPEND, check_health=False)
-            await conn.read_response(timeout=self.timeout)
-        except BaseException:
+            async with asyncio.timeout(self.timeout):
+                await conn.connect()
+                await self.store.redis.script_load(_APPEND)
+        except BaseException as exc:
             await conn.disconnect(nowait=True)
+            if isinstance(exc, TimeoutError):
+                raise RedisTimeoutError(f"Redis did not answer in {self.timeout:.0f} s") from exc
             raise
         self._conn = conn
         return conn
@@ -583,11 +597,11 @@ class _Pipe:
                 conn, done = replies[0]
                 try:
                     reply = await conn.read_response(timeout=self.timeout)
-                    if reply is None:  # no reply in time
+                    if reply is None:  # no reply in time (the connection is dropped)
                         raise RedisTimeoutError(f"no reply from Redis in {self.timeout:.0f} s")
                 except ResponseError as exc:  # an error reply: that command's
                     replies.popleft()
-                    done(None, exc)
+                    _deliver(done, None, exc)
                 except Exception as exc:  # the connection is lost, with every reply due on it
                     await self._drop(conn, exc)
                 except BaseException as exc:
@@ -595,7 +609,7 @@ class _Pipe:
                     raise
                 else:
                     replies.popleft()
-                    done(reply, None)
+                    _deliver(done, reply, None)
         finally:
             self._reading = None
 
@@ -604,7 +618,7 @@ class _Pipe:
             self._conn = None
         replies = self._replies
         while replies and replies[0][0] is conn:
-            replies.popleft()[1](None, exc)
+            _deliver(replies.popleft()[1], None, exc)
         await conn.disconnect(nowait=True)
 
     async def aclose(self) -> None:
@@ -615,10 +629,18 @@ class _Pipe:
                 await reading
         closed = RedisConnectionError("the store is closed")
         while self._replies:
-            self._replies.popleft()[1](None, closed)
+            _deliver(self._replies.popleft()[1], None, closed)
         if self._conn is not None:
             await self._conn.disconnect(nowait=True)
             self._conn = None
+
+
+def _deliver(done: Replied, reply: Any, exc: BaseException | None) -> None:
+    """Hand a reply to its callback; one that fails is logged (the others still get theirs)."""
+    try:
+        done(reply, exc)
+    except Exception:
+        logger.exception("agentnb: a Redis reply's callback failed")
 
 
 class _Gap(Exception):
@@ -635,6 +657,7 @@ class RunWriter:
         self.store = store
         self.run_id = run_id
         self.key = store.key(run_id)
+        self._key = self.key.encode()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
@@ -651,6 +674,7 @@ class RunWriter:
         self._fault: BaseException | None = None  # the first batch that failed, until resent
         self._failing_since: float | None = None
         self._expiry_set: float | None = None  # when a batch last set the idle TTL (monotonic)
+        self._retrim = False  # the next batch trims to its point even if this writer did
         self._held: deque[tuple[int, int]] = deque()  # (position, cost) of entries sent
         self._held_bytes = 0
         self._flushes: list[tuple[int, asyncio.Future[None]]] = []
@@ -766,23 +790,27 @@ class RunWriter:
         comes to ``_replied`` later, in order, while the next batches go out."""
         store = self.store
         keep_from = self._trim_point(batch)
-        ttl: int | str = ""
-        now = time.monotonic()
+        ttl = b""
         if batch[-1][2]:
-            ttl = int(store.ttl * 1000)
-        elif self._expiry_set is None or now - self._expiry_set >= store.idle_ttl / 10:
-            ttl, self._expiry_set = int(store.idle_ttl * 1000), now
-        minid = entry_id(keep_from) if keep_from > self.first else ""
-        last = b"1" if batch[-1][2] else b"0"
-        blob = b"".join([frame for _, frame, _ in batch])
-        sizes = " ".join([str(len(frame)) for _, frame, _ in batch])
+            ttl = b"%d" % int(store.ttl * 1000)
+        else:
+            now = time.monotonic()
+            if self._expiry_set is None or now - self._expiry_set >= store.idle_ttl / 10:
+                ttl, self._expiry_set = b"%d" % int(store.idle_ttl * 1000), now
+        minid = b"%d-0" % (keep_from + 1) if keep_from > self.first or self._retrim else b""
+        if len(batch) == 1:
+            blob = batch[0][1]
+            sizes = b"%d" % len(blob)
+        else:
+            blob = b"".join([frame for _, frame, _ in batch])
+            sizes = b" ".join([b"%d" % len(frame) for _, frame, _ in batch])
         check = b"1" if self._inflight else b""  # Redis may have refused one still going
-        n = len(batch)
         self._sent(batch, keep_from)
         self._unacked.extend(batch)
         self._inflight += 1
-        args: tuple[Any, ...] = ("EVALSHA", _APPEND_SHA, 1, self.key, batch[0][0], ttl, minid)
-        args += (last, blob, n, sizes, check)
+        # Bytes all: redis-py packs them as they are.
+        head = (_EVALSHA, _APPEND_SHA, b"1", self._key, b"%d" % batch[0][0], ttl, minid)
+        args = (*head, b"1" if batch[-1][2] else b"0", blob, b"%d" % len(batch), sizes, check)
         await store._pipe().send(args, functools.partial(self._replied, batch))
 
     def _replied(self, batch: list[Frame], reply: Any, exc: BaseException | None) -> None:
@@ -869,9 +897,14 @@ class RunWriter:
             self.written = unacked[arrived - 1][0] + 1
         while self._held and self._held[-1][0] >= held:  # to be counted again when resent
             self._held_bytes -= self._held.pop()[1]
-        self.first = info.first if info is not None else self.written
-        while self._held and self._held[0][0] < self.first:
-            self._held_bytes -= self._held.popleft()[1]
+        # A failed batch may have been the one to trim (this writer counts its trim as done
+        # when it sends it): the next batch trims again, at least as far.
+        first = info.first if info is not None else self.written
+        self._retrim = first < self.first
+        if first > self.first:  # trimmed further than this writer did
+            self.first = first
+            while self._held and self._held[0][0] < first:
+                self._held_bytes -= self._held.popleft()[1]
         with self._lock:
             self._pending.extendleft(reversed(again))
         self._settle()
@@ -896,6 +929,7 @@ class RunWriter:
         return keep_from
 
     def _sent(self, batch: list[Frame], keep_from: int) -> None:
+        self._retrim = False
         for position, frame, _ in batch:
             cost = len(frame) + ENTRY_OVERHEAD
             self._held.append((position, cost))

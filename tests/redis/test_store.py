@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import socket
 import threading
 import time
@@ -260,6 +261,53 @@ async def test_batches_in_flight_when_their_connection_is_killed_are_sent_again_
         await asyncio.wait_for(writer.aclose(), 10)
     assert killed >= 5
     assert await read_all(store, run_id) == [frame(i) for i in range(1500)]
+
+
+async def test_the_scripts_flushed_mid_run_the_writer_goes_on_and_still_trims(
+    server: RedisServer,
+) -> None:
+    # SCRIPT FLUSH fails the batches going (NOSCRIPT): the writer loads the script again and
+    # resends exactly what Redis lacks, and a trim the failed batch carried still happens.
+    size = 1000
+    cost = size + ENTRY_OVERHEAD
+    async with (
+        RedisStore(server.url, keep_bytes=50 * cost) as store,
+        aioredis.Redis.from_url(server.url) as admin,
+    ):
+        run_id = new_run()
+        writer = store.writer(run_id)
+        for i in range(40):
+            writer.append(frame(i, size))
+        await writer.flush()
+        await admin.script_flush()
+        for i in range(40, 60):
+            writer.append(frame(i, size), last=i == 59)
+        await asyncio.wait_for(writer.aclose(), 10)
+        assert await admin.xlen(store.key(run_id)) == 50  # the newest 50: the byte bound
+        assert await read_all(store, run_id, after=9) == [frame(i, size) for i in range(10, 60)]
+
+
+async def test_a_redis_that_stops_answering_fails_the_writer_within_its_deadlines() -> None:
+    # Redis takes the bytes but never answers (SIGSTOP): the writer's batch times out, its
+    # look at what Redis holds times out, and after `reconnect` it fails: never a hang.
+    with redis_server() as stopped:
+        assert stopped.process is not None
+        async with RedisStore(stopped.url, block=0.5, reconnect=0.5) as store:
+            run_id = new_run()
+            writer = store.writer(run_id)
+            writer.append(frame(0))
+            await writer.flush()
+            stopped.process.send_signal(signal.SIGSTOP)
+            try:
+                writer.append(frame(1))
+                start = time.monotonic()
+                with pytest.raises(StoreError, match=f"writing run {run_id}"):
+                    await asyncio.wait_for(writer.flush(), 60)
+                assert time.monotonic() - start < 30
+            finally:
+                stopped.process.send_signal(signal.SIGCONT)
+            with pytest.raises(StoreError):
+                await writer.aclose()
 
 
 async def read_all_without_end(
