@@ -352,6 +352,15 @@ class RedisStore:
         self._writers.add(writer)
         return writer
 
+    async def open(self) -> None:
+        """Connect the writers' connection now (the first batch connects it otherwise): a
+        server's first run then streams to Redis as soon as its first frame. Raises
+        :class:`StoreError` when Redis does not answer."""
+        try:
+            await self._pipe().connect()
+        except RedisError as exc:
+            raise self.error(f"connecting: {exc}") from exc
+
     def _pipe(self) -> _Pipe:
         if self._writing is None:
             self._writing = _Pipe(self)
@@ -572,6 +581,12 @@ class _Pipe:
             if not isinstance(exc, Exception):
                 raise
 
+    async def connect(self) -> None:
+        """Have a connection (see ``RedisStore.open``)."""
+        async with self._connecting:
+            if self._conn is None or not self._conn.is_connected:
+                await self._connect()
+
     async def _connect(self) -> Any:
         """A new connection, the script loaded (through the store's client) for it, within
         the reply deadline: a Redis that takes connections but does not answer fails."""
@@ -675,6 +690,7 @@ class RunWriter:
         self._failing_since: float | None = None
         self._expiry_set: float | None = None  # when a batch last set the idle TTL (monotonic)
         self._retrim = False  # the next batch trims to its point even if this writer did
+        self._after: asyncio.Future[Any] | None = None  # to be done before the first batch
         self._held: deque[tuple[int, int]] = deque()  # (position, cost) of entries sent
         self._held_bytes = 0
         self._flushes: list[tuple[int, asyncio.Future[None]]] = []
@@ -718,6 +734,12 @@ class RunWriter:
                     self._loop.call_soon_threadsafe(self._wake.set)
         return position
 
+    def after(self, first: asyncio.Future[Any]) -> None:
+        """Send nothing before *first* is done (however it ends): a run's record, say, so
+        that whoever reads one of its frames finds the run described. Call it before the
+        writer sends (on the loop, right after ``RedisStore.writer``)."""
+        self._after = first
+
     async def flush(self) -> None:
         """Wait until every frame appended so far is in Redis; raises :class:`StoreError`."""
         target = self._count
@@ -746,6 +768,9 @@ class RunWriter:
         try:
             while True:
                 await self._wake.wait()
+                if self._after is not None:
+                    await asyncio.wait([self._after])
+                    self._after = None
                 self._wake.clear()
                 if self._fault is not None:
                     if self._inflight:

@@ -200,6 +200,8 @@ class RunHub:
         self._runs[served.id] = served
         if self.shared is not None:
             served.announced = self.shared.announce(served)
+            if served.writer is not None:  # its record first: a reader of a frame finds the run
+                served.writer.after(served.announced)
         return served
 
     async def open(

@@ -179,11 +179,13 @@ class SharedRuns:
         self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Join the control channel; renew this process's leases and end the runs of lost
-        processes (see ``_workers``) every quarter of the store's lease."""
+        """Join the control channel and open the writers' connection; renew this process's
+        leases and end the runs of lost processes (see ``_workers``) every quarter of the
+        store's lease."""
         from ._workers import Reaper
 
         await self.control.start()
+        await self.store.open()  # the first run's frames do not wait for a connection
         loop = asyncio.get_running_loop()
         reaper = Reaper(self.hub, self.control.server_id)
         self._background = [

@@ -156,6 +156,25 @@ async def test_the_frames_of_one_loop_turn_go_in_one_pipeline(
     assert stats["cmdstat_pexpire"]["calls"] == 1
 
 
+async def test_a_writer_sends_nothing_before_what_it_is_told_to_wait_for(
+    store: RedisStore,
+) -> None:
+    # A served run's record is written first: whoever reads one of its frames finds it.
+    run_id = new_run()
+    writer = store.writer(run_id)
+    record: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    writer.after(record)
+    writer.append(frame(0))
+    await asyncio.sleep(0.1)
+    assert not await store.exists(run_id)
+    record.set_exception(RuntimeError("however it ends"))
+    writer.append(frame(1), last=True)
+    await asyncio.wait_for(writer.aclose(), 5)
+    assert await read_all(store, run_id) == [frame(0), frame(1)]
+    with pytest.raises(RuntimeError):
+        record.result()
+
+
 async def test_the_terminal_frame_ends_readers_and_nothing_follows_it(store: RedisStore) -> None:
     run_id = new_run()
     writer = store.writer(run_id)
