@@ -224,25 +224,6 @@ for _cls in (StoreError, StreamMissing, Expired):
     _cls.__module__ = "agentnb.redis"  # what tracebacks and error events show: the public name
 
 
-async def _apart(command: Awaitable[T]) -> T:
-    """Await a Redis *command* in a task of its own, so that cancelling the caller always
-    takes: on Python 3.11 redis-py's ``asyncio.wait_for`` around sending a command can
-    swallow a cancellation that lands as the send ends. The command, if still going, is
-    cancelled and left to end (its connection goes back to the pool)."""
-    task = asyncio.ensure_future(command)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.cancel()
-        task.add_done_callback(_quiet)
-        raise
-
-
-def _quiet(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: a command abandoned by a cancelled caller
-
-
 def entry_id(position: int) -> str:
     """The stream entry id of the frame at *position*."""
     return f"{position + 1}-0"
@@ -493,8 +474,8 @@ class RedisStore:
             return True
         try:
             block = int(self.block * 1000)
-            waiting = self.redis.xread({self.key(run_id): "0-0"}, count=1, block=block)
-            await _apart(waiting)
+            waiting = self._streams.xread({self.key(run_id): "0-0"}, count=1, block=block)
+            await self._bounded(waiting)
         except RedisError as exc:
             raise self.error(f"waiting for run {run_id}: {exc}") from exc
         return await self.exists(run_id)
@@ -557,12 +538,9 @@ class _Pipe:
         """Send one command; *done* gets its reply (or the error: a ``ResponseError``
         for an error reply, a connection error or timeout for a lost one), later."""
         try:
+            if self._conn is None or not self._conn.is_connected:
+                await self.connect()
             conn = self._conn
-            if conn is None or not conn.is_connected:
-                async with self._connecting:
-                    conn = self._conn
-                    if conn is None or not conn.is_connected:
-                        conn = await self._connect()
             packed = conn.pack_command(*args)
         except BaseException as exc:
             done(None, exc)
@@ -582,12 +560,12 @@ class _Pipe:
                 raise
 
     async def connect(self) -> None:
-        """Have a connection (see ``RedisStore.open``)."""
+        """Have a connection (one at a time connects; see ``RedisStore.open``)."""
         async with self._connecting:
             if self._conn is None or not self._conn.is_connected:
                 await self._connect()
 
-    async def _connect(self) -> Any:
+    async def _connect(self) -> None:
         """A new connection, the script loaded (through the store's client) for it, within
         the reply deadline: a Redis that takes connections but does not answer fails."""
         self._conn = None
@@ -602,7 +580,6 @@ class _Pipe:
                 raise RedisTimeoutError(f"Redis did not answer in {self.timeout:.0f} s") from exc
             raise
         self._conn = conn
-        return conn
 
     async def _read(self) -> None:
         """Read the replies due, in order; ends when none is (``send`` starts it again)."""
