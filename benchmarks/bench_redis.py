@@ -417,11 +417,14 @@ async def via_reader(a: int, store: RedisStore, n: int) -> list[int]:
         ask_id, ask = await started.until(b"ask")
     finally:
         started.close()
-    run_id, _, position = ask_id.decode().rpartition(":")
+    run_id = ask_id.decode().rpartition(":")[0]
     latencies: list[int] = []
+    # The ask came from A's memory, maybe before A's writer stored it: wait for the stream,
+    # then read it from its first frame (a reader is never ahead of what Redis holds).
+    assert await store.wait_begun(run_id), "the run's stream never began"
 
     async def read() -> None:
-        async with aclosing(store.read(run_id, int(position))) as reading:
+        async with aclosing(store.read(run_id)) as reading:
             async for frames in reading:
                 now = time.time_ns()
                 texts = [f for f in frames if f.find(b"\r\nevent: text\r\n") >= 0]

@@ -171,7 +171,16 @@ if ARGV[2] ~= '' then redis.call('PEXPIRE', key, ARGV[2]) end
 return 0
 """
 _APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest().encode()
-_EVALSHA = b"EVALSHA"
+_EVALSHA, _XADD, _NOMKSTREAM, _FRAME = b"EVALSHA", b"XADD", b"NOMKSTREAM", b"frame"
+
+
+def _pack(*args: bytes) -> bytes:
+    """A command in RESP, the way Redis reads it (an array of bulk strings)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
+    return b"".join(parts)
+
 
 T = TypeVar("T")
 Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py reads it: (id, fields)
@@ -520,9 +529,10 @@ class _Pipe:
     Its connection has no socket timeout: redis-py would then send every command from a
     task of its own (``asyncio.wait_for``), one loop turn later and in no set order; a
     reply that takes longer than the store's ``block`` plus ``SOCKET_MARGIN`` seconds
-    counts as a dead connection instead. A command's reply is queued before the command
-    is written, and the write happens before anything else can run: replies and
-    commands pair up in order.
+    from its command's sending counts as a dead connection instead. One timer watches
+    that (``_watch``), rather than a deadline set and cleared around every reply. A
+    command's reply is queued before the command is written, and the write happens
+    before anything else can run: replies and commands pair up in order.
     """
 
     def __init__(self, store: RedisStore) -> None:
@@ -531,28 +541,33 @@ class _Pipe:
         self._loop = asyncio.get_running_loop()
         self._conn: Any = None  # redis.asyncio.Connection, once connected
         self._connecting = asyncio.Lock()
-        self._replies: deque[tuple[Any, Replied]] = deque()
+        self._replies: deque[tuple[Any, Replied, float]] = deque()  # (conn, done, sent at)
         self._reading: asyncio.Task[None] | None = None  # while replies are due
+        self._watching: asyncio.TimerHandle | None = None  # while replies may be due
+        self._awaiting: asyncio.Task[Any] | None = None  # the reading task, awaiting a reply
+        self._overdue = False  # _watch cancelled it: a reply did not come in time
 
-    async def send(self, args: tuple[Any, ...], done: Replied) -> None:
-        """Send one command; *done* gets its reply (or the error: a ``ResponseError``
-        for an error reply, a connection error or timeout for a lost one), later."""
+    async def send(self, command: bytes, done: Replied) -> None:
+        """Send one command (packed: ``_pack``); *done* gets its reply (or the error: a
+        ``ResponseError`` for an error reply, a connection error or timeout for a lost
+        one), later."""
         try:
             if self._conn is None or not self._conn.is_connected:
                 await self.connect()
             conn = self._conn
-            packed = conn.pack_command(*args)
         except BaseException as exc:
             done(None, exc)
             if not isinstance(exc, Exception):
                 raise
             return
         # Connected, so nothing awaits before the write: the reply queued here is its own.
-        self._replies.append((conn, done))
+        self._replies.append((conn, done, self._loop.time()))
         if self._reading is None:
             self._reading = self._loop.create_task(self._read(), name="agentnb.redis replies")
+        if self._watching is None:
+            self._watching = self._loop.call_later(self.timeout, self._watch)
         try:
-            await conn.send_packed_command(packed, check_health=False)
+            await conn.send_packed_command(command, check_health=False)
         except BaseException as exc:  # the connection is broken: its replies fail when read
             if self._conn is conn:
                 self._conn = None
@@ -584,18 +599,29 @@ class _Pipe:
     async def _read(self) -> None:
         """Read the replies due, in order; ends when none is (``send`` starts it again)."""
         replies = self._replies
+        task = asyncio.current_task()
         try:
             while replies:
-                conn, done = replies[0]
+                conn, done, _ = replies[0]
                 try:
-                    reply = await conn.read_response(timeout=self.timeout)
-                    if reply is None:  # no reply in time (the connection is dropped)
-                        raise RedisTimeoutError(f"no reply from Redis in {self.timeout:.0f} s")
+                    self._awaiting = task
+                    try:
+                        reply = await conn.read_response()  # no deadline of its own: _watch
+                    finally:
+                        self._awaiting = None
                 except ResponseError as exc:  # an error reply: that command's
                     replies.popleft()
                     _deliver(done, None, exc)
                 except Exception as exc:  # the connection is lost, with every reply due on it
                     await self._drop(conn, exc)
+                except asyncio.CancelledError as exc:
+                    if self._overdue and task is not None and not task.uncancel():
+                        self._overdue = False  # only _watch cancelled it: the reply is late
+                        late = RedisTimeoutError(f"no reply from Redis in {self.timeout:.0f} s")
+                        await self._drop(conn, late)
+                        continue
+                    await self._drop(conn, exc)
+                    raise
                 except BaseException as exc:
                     await self._drop(conn, exc)
                     raise
@@ -604,6 +630,23 @@ class _Pipe:
                     _deliver(done, reply, None)
         finally:
             self._reading = None
+            self._overdue = False
+
+    def _watch(self) -> None:
+        """The replies' deadline, a timer while replies may be due: if the oldest reply due
+        is late, the reading task is cancelled (its connection is dropped, every reply due
+        on it fails); else the timer is set again for when it would be."""
+        self._watching = None
+        if not self._replies:
+            return
+        due = self._replies[0][2] + self.timeout
+        if self._loop.time() < due:
+            self._watching = self._loop.call_at(due, self._watch)
+            return
+        if self._awaiting is not None and not self._overdue:
+            self._overdue = True
+            self._awaiting.cancel()
+        self._watching = self._loop.call_later(_PAUSE, self._watch)  # until it is dropped
 
     async def _drop(self, conn: Any, exc: BaseException) -> None:
         if self._conn is conn:
@@ -614,6 +657,9 @@ class _Pipe:
         await conn.disconnect(nowait=True)
 
     async def aclose(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            self._watching = None
         reading = self._reading
         if reading is not None:
             reading.cancel()
@@ -810,10 +856,16 @@ class RunWriter:
         self._sent(batch, keep_from)
         self._unacked.extend(batch)
         self._inflight += 1
-        # Bytes all: redis-py packs them as they are.
-        head = (_EVALSHA, _APPEND_SHA, b"1", self._key, b"%d" % batch[0][0], ttl, minid)
-        args = (*head, b"1" if batch[-1][2] else b"0", blob, b"%d" % len(batch), sizes, check)
-        await store._pipe().send(args, functools.partial(self._replied, batch))
+        first, terminal = batch[0][0], batch[-1][2]
+        if len(batch) == 1 and first and not (check or ttl or minid or terminal):
+            # The common case (a frame at a time, the previous one acknowledged): the script
+            # would only add the entry. Redis refuses an id at or below the stream's last.
+            command = _pack(_XADD, self._key, _NOMKSTREAM, b"%d-0" % (first + 1), _FRAME, blob)
+        else:
+            head = (_EVALSHA, _APPEND_SHA, b"1", self._key, b"%d" % first, ttl, minid)
+            tail = (blob, b"%d" % len(batch), sizes, check)
+            command = _pack(*head, b"1" if terminal else b"0", *tail)
+        await store._pipe().send(command, functools.partial(self._replied, batch))
 
     def _replied(self, batch: list[Frame], reply: Any, exc: BaseException | None) -> None:
         """A batch's reply (in the order they were sent)."""
@@ -834,11 +886,16 @@ class RunWriter:
             self._wake.set()  # every reply is in: the writer task goes on from Redis
 
     def _check(self, batch: list[Frame], reply: Any, exc: BaseException | None) -> None:
+        store, first = self.store, batch[0][0]
+        if isinstance(reply, bytes) or reply == 0:  # an XADD's entry id, or the script's 0
+            return
+        if isinstance(exc, ResponseError) and not isinstance(exc, NoScriptError):
+            why = ": another writer is writing it" if "equal or smaller" in str(exc) else ""
+            raise store.error(f"run {self.run_id}'s stream refused position {first} ({exc}){why}")
         if exc is not None:
             raise exc
-        if reply == 0:
-            return
-        store, first = self.store, batch[0][0]
+        if reply is None:  # XADD NOMKSTREAM found no stream
+            raise StreamMissing(store.url, self.run_id, self.key)
         what = reply[0]
         if what == b"missing":
             raise StreamMissing(store.url, self.run_id, self.key)

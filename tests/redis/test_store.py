@@ -156,6 +156,25 @@ async def test_the_frames_of_one_loop_turn_go_in_one_pipeline(
     assert stats["cmdstat_pexpire"]["calls"] == 1
 
 
+async def test_a_frame_at_a_time_goes_as_a_plain_xadd(
+    server: RedisServer, store: RedisStore
+) -> None:
+    # The script only where it does more than add: the first frame (it sets the expiry),
+    # the terminal one (the TTL); the others, each acknowledged before the next, are XADDs.
+    async with aioredis.Redis.from_url(server.url) as admin:
+        await admin.config_resetstat()
+        run_id = new_run()
+        writer = store.writer(run_id)
+        for i in range(20):
+            writer.append(frame(i), last=i == 19)
+            await writer.flush()
+        await writer.aclose()
+        stats = await admin.info("commandstats")
+    assert stats["cmdstat_xadd"]["calls"] == 20
+    assert stats["cmdstat_evalsha"]["calls"] == 2
+    assert await read_all(store, run_id) == [frame(i) for i in range(20)]
+
+
 async def test_a_writer_sends_nothing_before_what_it_is_told_to_wait_for(
     store: RedisStore,
 ) -> None:
@@ -238,9 +257,16 @@ async def test_a_second_writer_of_a_run_is_refused_not_interleaved(store: RedisS
         second.append(b"again")
     assert await read_all_without_end(store, run_id, 3) == [frame(i) for i in range(3)]
     going_on = store.writer(run_id, start=3)  # a writer that knows where the stream is
-    going_on.append(frame(3), last=True)
-    await going_on.aclose()
-    assert await read_all(store, run_id) == [frame(i) for i in range(4)]
+    going_on.append(frame(3))
+    await going_on.flush()
+    # A frame at a time, acknowledged, goes as a plain XADD: Redis refuses it just the same.
+    other = store.writer(run_id, start=4)
+    other.append(frame(4))
+    await other.aclose()
+    going_on.append(b"intruder")
+    with pytest.raises(StoreError, match=r"refused position 4.*another writer"):
+        await going_on.aclose()
+    assert await read_all_without_end(store, run_id, 5) == [frame(i) for i in range(5)]
 
 
 async def test_a_batch_behind_one_that_failed_adds_nothing(
