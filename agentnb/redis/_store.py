@@ -26,7 +26,10 @@ key lives ``ttl`` seconds after the run's terminal frame, and while the run goes
 on at least nine tenths of ``idle_ttl`` after its last write (so an abandoned
 run's stream goes away; ``XADD`` alone does not refresh a TTL): the first batch
 sets the expiry, then a batch sets it again once a tenth of ``idle_ttl`` has
-passed (not every batch: it is a third of the script's time in Redis). The
+passed (not every batch: it is a third of the script's time in Redis). A batch
+of one frame that needs no check (below), trim or expiry, the common case of an
+agent streaming slower than Redis answers, is a plain ``XADD NOMKSTREAM`` with
+the frame's id instead: the script costs Redis about four times as much. The
 byte bound counts each frame's length plus ``ENTRY_OVERHEAD`` (what Redis spends
 per entry, about), for the entries this writer wrote. Trimming is exact
 (``MAXLEN ~`` may remove nothing): what is held is what a reader can be told
@@ -313,6 +316,9 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),
         )
         self._streams = aioredis.Redis(connection_pool=self._untimed)
+        # A socket_timeout in the URL would override these (BLOCK reads need them as set).
+        self.redis.connection_pool.connection_kwargs["socket_timeout"] = block + SOCKET_MARGIN
+        self._untimed.connection_kwargs["socket_timeout"] = None
         self._writing: _Pipe | None = None
         self._writers: set[RunWriter] = set()
 
@@ -530,9 +536,13 @@ class _Pipe:
     task of its own (``asyncio.wait_for``), one loop turn later and in no set order; a
     reply that takes longer than the store's ``block`` plus ``SOCKET_MARGIN`` seconds
     from its command's sending counts as a dead connection instead. One timer watches
-    that (``_watch``), rather than a deadline set and cleared around every reply. A
-    command's reply is queued before the command is written, and the write happens
-    before anything else can run: replies and commands pair up in order.
+    that (``_watch``), rather than a deadline set and cleared around every reply: it
+    cancels whatever waits on that connection (the reading, and a send waiting for room
+    in a full socket buffer). A command's reply is queued before the command is
+    written, and the write happens before anything else can run: replies and commands
+    pair up in order. A dropped connection is killed in Redis before a writer looks at
+    what Redis holds (``purge``): commands still in its socket buffer, unread by a Redis
+    that stalled, would otherwise run after the look.
     """
 
     def __init__(self, store: RedisStore) -> None:
@@ -544,8 +554,11 @@ class _Pipe:
         self._replies: deque[tuple[Any, Replied, float]] = deque()  # (conn, done, sent at)
         self._reading: asyncio.Task[None] | None = None  # while replies are due
         self._watching: asyncio.TimerHandle | None = None  # while replies may be due
-        self._awaiting: asyncio.Task[Any] | None = None  # the reading task, awaiting a reply
-        self._overdue = False  # _watch cancelled it: a reply did not come in time
+        self._awaiting: dict[asyncio.Task[Any], Any] = {}  # task -> the connection it awaits
+        self._late: set[asyncio.Task[Any]] = set()  # cancelled by _watch
+        self._clients: dict[Any, tuple[int, str]] = {}  # connection -> (client id, address)
+        self._dropped: list[tuple[int, str]] = []  # to kill (purge)
+        self._purging = asyncio.Lock()
 
     async def send(self, command: bytes, done: Replied) -> None:
         """Send one command (packed: ``_pack``); *done* gets its reply (or the error: a
@@ -566,11 +579,19 @@ class _Pipe:
             self._reading = self._loop.create_task(self._read(), name="agentnb.redis replies")
         if self._watching is None:
             self._watching = self._loop.call_later(self.timeout, self._watch)
+        task = asyncio.current_task()
+        assert task is not None, "a writer sends from its task"
         try:
-            await conn.send_packed_command(command, check_health=False)
+            self._awaiting[task] = conn  # room in its socket buffer, which _watch bounds
+            try:
+                await conn.send_packed_command(command, check_health=False)
+            finally:
+                del self._awaiting[task]
         except BaseException as exc:  # the connection is broken: its replies fail when read
             if self._conn is conn:
                 self._conn = None
+            if isinstance(exc, asyncio.CancelledError) and self._timed_out(task):
+                return  # its reply fails with the others (the reading was cancelled too)
             if not isinstance(exc, Exception):
                 raise
 
@@ -588,35 +609,39 @@ class _Pipe:
         try:
             async with asyncio.timeout(self.timeout):
                 await conn.connect()
+                await conn.send_command("CLIENT", "INFO")
+                client = _client_info(await conn.read_response())
                 await self.store.redis.script_load(_APPEND)
         except BaseException as exc:
             await conn.disconnect(nowait=True)
             if isinstance(exc, TimeoutError):
                 raise RedisTimeoutError(f"Redis did not answer in {self.timeout:.0f} s") from exc
             raise
+        if client is not None:
+            self._clients[conn] = client
         self._conn = conn
 
     async def _read(self) -> None:
         """Read the replies due, in order; ends when none is (``send`` starts it again)."""
         replies = self._replies
         task = asyncio.current_task()
+        assert task is not None
         try:
             while replies:
                 conn, done, _ = replies[0]
                 try:
-                    self._awaiting = task
+                    self._awaiting[task] = conn  # no deadline of its own: _watch's
                     try:
-                        reply = await conn.read_response()  # no deadline of its own: _watch
+                        reply = await conn.read_response()
                     finally:
-                        self._awaiting = None
+                        del self._awaiting[task]
                 except ResponseError as exc:  # an error reply: that command's
                     replies.popleft()
                     _deliver(done, None, exc)
                 except Exception as exc:  # the connection is lost, with every reply due on it
                     await self._drop(conn, exc)
                 except asyncio.CancelledError as exc:
-                    if self._overdue and task is not None and not task.uncancel():
-                        self._overdue = False  # only _watch cancelled it: the reply is late
+                    if self._timed_out(task):  # the reply is late
                         late = RedisTimeoutError(f"no reply from Redis in {self.timeout:.0f} s")
                         await self._drop(conn, late)
                         continue
@@ -630,23 +655,30 @@ class _Pipe:
                     _deliver(done, reply, None)
         finally:
             self._reading = None
-            self._overdue = False
 
     def _watch(self) -> None:
         """The replies' deadline, a timer while replies may be due: if the oldest reply due
-        is late, the reading task is cancelled (its connection is dropped, every reply due
-        on it fails); else the timer is set again for when it would be."""
+        is late, what waits on its connection is cancelled (the connection is dropped,
+        every reply due on it fails); else the timer is set again for when it would be."""
         self._watching = None
         if not self._replies:
             return
-        due = self._replies[0][2] + self.timeout
-        if self._loop.time() < due:
-            self._watching = self._loop.call_at(due, self._watch)
+        conn, _, sent = self._replies[0]
+        if self._loop.time() < sent + self.timeout:
+            self._watching = self._loop.call_at(sent + self.timeout, self._watch)
             return
-        if self._awaiting is not None and not self._overdue:
-            self._overdue = True
-            self._awaiting.cancel()
+        for task, on in self._awaiting.items():
+            if on is conn and task not in self._late:
+                self._late.add(task)
+                task.cancel()
         self._watching = self._loop.call_later(_PAUSE, self._watch)  # until it is dropped
+
+    def _timed_out(self, task: asyncio.Task[Any]) -> bool:
+        """Whether *task*, cancelled, was cancelled by ``_watch`` alone (it then goes on)."""
+        if task not in self._late:
+            return False
+        self._late.discard(task)
+        return not task.uncancel()
 
     async def _drop(self, conn: Any, exc: BaseException) -> None:
         if self._conn is conn:
@@ -654,7 +686,19 @@ class _Pipe:
         replies = self._replies
         while replies and replies[0][0] is conn:
             _deliver(replies.popleft()[1], None, exc)
+        client = self._clients.pop(conn, None)
+        if client is not None:
+            self._dropped.append(client)
         await conn.disconnect(nowait=True)
+
+    async def purge(self) -> None:
+        """Kill the connections dropped (their unread commands never run), so that what
+        Redis holds stays as it is read next. Raises what the store's client raises."""
+        async with self._purging:
+            while self._dropped:
+                ident, address = self._dropped[0]
+                await self.store.redis.client_kill_filter(_id=str(ident), addr=address)
+                del self._dropped[0]
 
     async def aclose(self) -> None:
         if self._watching is not None:
@@ -671,6 +715,15 @@ class _Pipe:
         if self._conn is not None:
             await self._conn.disconnect(nowait=True)
             self._conn = None
+
+
+def _client_info(reply: Any) -> tuple[int, str] | None:
+    """A connection's client id and address, from its ``CLIENT INFO``."""
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    fields = dict(item.partition("=")[::2] for item in text.split())
+    with contextlib.suppress(KeyError, ValueError):
+        return int(fields["id"]), fields["addr"]
+    return None
 
 
 def _deliver(done: Replied, reply: Any, exc: BaseException | None) -> None:
@@ -889,9 +942,11 @@ class RunWriter:
         store, first = self.store, batch[0][0]
         if isinstance(reply, bytes) or reply == 0:  # an XADD's entry id, or the script's 0
             return
-        if isinstance(exc, ResponseError) and not isinstance(exc, NoScriptError):
-            why = ": another writer is writing it" if "equal or smaller" in str(exc) else ""
-            raise store.error(f"run {self.run_id}'s stream refused position {first} ({exc}){why}")
+        if isinstance(exc, ResponseError) and "equal or smaller" in str(exc):  # an XADD's
+            raise store.error(
+                f"run {self.run_id}'s stream refused position {first} ({exc}): another "
+                "writer is writing it"
+            )
         if exc is not None:
             raise exc
         if reply is None:  # XADD NOMKSTREAM found no stream
@@ -926,6 +981,7 @@ class RunWriter:
             try:
                 if isinstance(fault, NoScriptError):  # the scripts were flushed
                     await store.redis.script_load(_APPEND)
+                await store._pipe().purge()  # a batch on a dropped connection runs never
                 info = await store._info(self.key)
                 break
             except _TRANSIENT as exc:

@@ -334,25 +334,72 @@ async def test_the_scripts_flushed_mid_run_the_writer_goes_on_and_still_trims(
 
 async def test_a_redis_that_stops_answering_fails_the_writer_within_its_deadlines() -> None:
     # Redis takes the bytes but never answers (SIGSTOP): the writer's batch times out, its
-    # look at what Redis holds times out, and after `reconnect` it fails: never a hang.
+    # look at what Redis holds times out, and after `reconnect` it fails: never a hang. So
+    # does a writer whose sends fill the connection's socket buffers (they wait for room).
     with redis_server() as stopped:
         assert stopped.process is not None
         async with RedisStore(stopped.url, block=0.5, reconnect=0.5) as store:
-            run_id = new_run()
-            writer = store.writer(run_id)
+            run_id, big_id = new_run(), new_run()
+            writer, big = store.writer(run_id), store.writer(big_id)
             writer.append(frame(0))
-            await writer.flush()
+            big.append(frame(0))
+            await asyncio.gather(writer.flush(), big.flush())
             stopped.process.send_signal(signal.SIGSTOP)
             try:
                 writer.append(frame(1))
+                for i in range(1, 100):  # 25 MB: more than the socket buffers hold
+                    big.append(frame(i, 256 << 10))
+                    await asyncio.sleep(0)
                 start = time.monotonic()
-                with pytest.raises(StoreError, match=f"writing run {run_id}"):
-                    await asyncio.wait_for(writer.flush(), 60)
+                for failing, named in ((writer, run_id), (big, big_id)):
+                    with pytest.raises(StoreError, match=f"writing run {named}"):
+                        await asyncio.wait_for(failing.flush(), 60)
                 assert time.monotonic() - start < 30
             finally:
                 stopped.process.send_signal(signal.SIGCONT)
-            with pytest.raises(StoreError):
-                await writer.aclose()
+            for failed in (writer, big):
+                with pytest.raises(StoreError):
+                    await failed.aclose()
+
+
+async def test_a_stall_past_the_deadline_the_writers_go_on_with_each_frame_once() -> None:
+    # Redis stops for longer than the replies' deadline while two writers stream: their
+    # connection is dropped with batches unread in Redis's socket buffer. It is killed in
+    # Redis before the writers look at what it holds, so those never run after the look
+    # (the resend would be refused, as if another writer wrote the run), and every frame
+    # is in once when Redis comes back within `reconnect`.
+    with redis_server() as stalled:
+        assert stalled.process is not None
+        async with RedisStore(stalled.url, block=0.5, reconnect=15) as store:
+            runs = [new_run(), new_run()]
+            writers = [store.writer(run_id) for run_id in runs]
+            for writer in writers:
+                writer.append(frame(0))
+            await asyncio.gather(*(writer.flush() for writer in writers))
+            loop = asyncio.get_running_loop()
+            stopped = loop.time() + 0.3
+            resumed = stopped + 7  # the deadline is block + 5 s
+            n = 1
+            try:
+                while loop.time() < resumed + 1:
+                    if stopped <= loop.time() < resumed and stopped > 0:
+                        stalled.process.send_signal(signal.SIGSTOP)
+                        stopped = 0
+                    elif loop.time() >= resumed and stopped == 0:
+                        stalled.process.send_signal(signal.SIGCONT)
+                        stopped = -1
+                    for writer in writers:
+                        writer.append(frame(n))
+                    n += 1
+                    await asyncio.sleep(0.005)
+            finally:
+                stalled.process.send_signal(signal.SIGCONT)
+            assert stopped == -1
+            for writer in writers:
+                writer.append(frame(n), last=True)
+                await asyncio.wait_for(writer.aclose(), 30)
+            for run_id in runs:
+                assert await read_all(store, run_id) == [frame(i) for i in range(n + 1)]
 
 
 async def read_all_without_end(
