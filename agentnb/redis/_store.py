@@ -41,8 +41,15 @@ wait a round trip to Redis): the writers of a store share one connection, and
 one task reads the replies in order (``_Pipe``). A batch sent while an earlier
 one has no reply yet first checks, in the script, that the stream holds exactly
 the positions before its own: one refused (or lost with its connection) leaves
-no gap after it. After a failed batch, once every reply is in, the writer looks
-at what Redis holds and sends again what it lacks.
+no gap after it. Behind plain ``XADD`` commands sent on the same connection, a lone
+frame is a plain ``XADD`` too (an agent emitting faster than Redis answers):
+Redis runs a connection's commands in order, so one lost with its connection
+takes the later ones with it, and a send whose connection changed fails at once.
+Only an error reply to one (Redis out of memory, say) can leave a hole after it;
+the writer then fails with that error, and a reader that meets the hole raises
+:class:`StoreError` after the frames before it, never skips it. After a failed
+batch, once every reply is in, the writer looks at what Redis holds and sends
+again what it lacks.
 
 **Reading.** ``XRANGE`` from the position after the reader's for the backlog,
 then ``XREAD BLOCK`` from the last id read, never ``$`` (which loses what
@@ -412,6 +419,10 @@ class RedisStore:
                     got = cast(list[tuple[bytes, list[Entry]]], await self._bounded(xread))
                     entries = got[0][1] if got else []
                     check = not entries  # a BLOCK ran out: is the stream still there?
+                skipped = None  # the stream's first position held, when the next one is missing
+                if entries and position_of(entries[0][0]) != last + 1:
+                    info = await self._bounded(self._info(key, self._streams))
+                    skipped = info.first if info is not None else position_of(entries[0][0])
                 failing_since = None
             except _TRANSIENT as exc:
                 now = time.monotonic()
@@ -426,13 +437,26 @@ class RedisStore:
             if not entries:
                 continue
             first = position_of(entries[0][0])
-            if first != last + 1:
-                raise Expired(last + 1, first)
+            if skipped is not None:
+                if skipped > last + 1:
+                    raise Expired(last + 1, first)  # trimmed away (the stream starts later)
+                raise self._hole(run_id, last + 1)
+            if position_of(entries[-1][0]) != last + len(entries):  # not contiguous
+                whole = next(i for i, e in enumerate(entries) if position_of(e[0]) != first + i)
+                if whole:
+                    yield [fields[b"frame"] for _, fields in entries[:whole]]
+                raise self._hole(run_id, first + whole)
             frames = [fields[b"frame"] for _, fields in entries]
             last += len(entries)
             yield frames
             if b"end" in entries[-1][1]:
                 return
+
+    def _hole(self, run_id: str, position: int) -> StoreError:
+        return self.error(
+            f"run {run_id}'s stream lacks position {position} but holds later ones (Redis "
+            "refused a frame and took the next: its writer failed)"
+        )
 
     async def _bounded(self, command: Awaitable[T]) -> T:
         """Await a command of the untimed client (a read of a stream) at most ``block`` plus
@@ -559,20 +583,27 @@ class _Pipe:
         self._clients: dict[Any, tuple[int, str]] = {}  # connection -> (client id, address)
         self._dropped: list[tuple[int, str]] = []  # to kill (purge)
         self._purging = asyncio.Lock()
+        self.epoch = 0  # counts the connections made: commands of one epoch run in order
 
-    async def send(self, command: bytes, done: Replied) -> None:
+    async def send(self, command: bytes, done: Replied, epoch: int | None = None) -> int:
         """Send one command (packed: ``_pack``); *done* gets its reply (or the error: a
         ``ResponseError`` for an error reply, a connection error or timeout for a lost
-        one), later."""
+        one), later. With *epoch*, only on that connection (else it fails at once: the
+        commands it must follow may not have run). Returns the epoch it went on (-1 for
+        none)."""
         try:
             if self._conn is None or not self._conn.is_connected:
+                if epoch is not None:
+                    raise RedisConnectionError("the connection to Redis was lost")
                 await self.connect()
-            conn = self._conn
+            if epoch is not None and epoch != self.epoch:
+                raise RedisConnectionError("the connection to Redis changed")
+            conn, used = self._conn, self.epoch
         except BaseException as exc:
             done(None, exc)
             if not isinstance(exc, Exception):
                 raise
-            return
+            return -1
         # Connected, so nothing awaits before the write: the reply queued here is its own.
         self._replies.append((conn, done, self._loop.time()))
         if self._reading is None:
@@ -591,9 +622,10 @@ class _Pipe:
             if self._conn is conn:
                 self._conn = None
             if isinstance(exc, asyncio.CancelledError) and self._timed_out(task):
-                return  # its reply fails with the others (the reading was cancelled too)
+                return used  # its reply fails with the others (the reading's too)
             if not isinstance(exc, Exception):
                 raise
+        return used
 
     async def connect(self) -> None:
         """Have a connection (one at a time connects; see ``RedisStore.open``)."""
@@ -620,6 +652,7 @@ class _Pipe:
         if client is not None:
             self._clients[conn] = client
         self._conn = conn
+        self.epoch += 1
 
     async def _read(self) -> None:
         """Read the replies due, in order; ends when none is (``send`` starts it again)."""
@@ -762,6 +795,7 @@ class RunWriter:
         self.first = start  # the oldest position held, as far as this writer trimmed
         self._unacked: deque[Frame] = deque()  # sent, no reply yet (loop only)
         self._inflight = 0  # batches sent with no reply yet
+        self._plain_epoch: int | None = None  # while they are plain XADDs, their connection's
         self._fault: BaseException | None = None  # the first batch that failed, until resent
         self._failing_since: float | None = None
         self._expiry_set: float | None = None  # when a batch last set the idle TTL (monotonic)
@@ -905,20 +939,30 @@ class RunWriter:
         else:
             blob = b"".join([frame for _, frame, _ in batch])
             sizes = b" ".join([b"%d" % len(frame) for _, frame, _ in batch])
-        check = b"1" if self._inflight else b""  # Redis may have refused one still going
+        first, terminal = batch[0][0], batch[-1][2]
+        # A lone frame the script would only add goes as a plain XADD (Redis refuses an id
+        # at or below the stream's last), unless batches still going may fail without it:
+        # only behind plain XADDs on the same connection, which Redis runs in order (one
+        # lost with its connection takes this one with it). Else the script checks that
+        # the stream holds exactly the positions before this batch (Redis may refuse one).
+        plain = len(batch) == 1 and first > 0 and not (ttl or minid or terminal)
+        behind = self._inflight > 0
+        epoch = self._plain_epoch if behind else None
+        plain = plain and (epoch is not None or not behind)
+        if not plain:
+            self._plain_epoch = None
         self._sent(batch, keep_from)
         self._unacked.extend(batch)
         self._inflight += 1
-        first, terminal = batch[0][0], batch[-1][2]
-        if len(batch) == 1 and first and not (check or ttl or minid or terminal):
-            # The common case (a frame at a time, the previous one acknowledged): the script
-            # would only add the entry. Redis refuses an id at or below the stream's last.
+        if plain:
             command = _pack(_XADD, self._key, _NOMKSTREAM, b"%d-0" % (first + 1), _FRAME, blob)
         else:
             head = (_EVALSHA, _APPEND_SHA, b"1", self._key, b"%d" % first, ttl, minid)
-            tail = (blob, b"%d" % len(batch), sizes, check)
+            tail = (blob, b"%d" % len(batch), sizes, b"1" if behind else b"")
             command = _pack(*head, b"1" if terminal else b"0", *tail)
-        await store._pipe().send(command, functools.partial(self._replied, batch))
+        used = await store._pipe().send(command, functools.partial(self._replied, batch), epoch)
+        if plain and not behind:
+            self._plain_epoch = used if used >= 0 else None
 
     def _replied(self, batch: list[Frame], reply: Any, exc: BaseException | None) -> None:
         """A batch's reply (in the order they were sent)."""
@@ -962,10 +1006,13 @@ class RunWriter:
                 f"{int(reply[1])} frames): another writer is writing it"
             )
         position = first + int(reply[1]) - 1
-        raise store.error(
-            f"run {self.run_id}'s stream refused position {position} ({reply[2]!r}): "
-            "another writer is writing it"
-        )
+        if b"equal or smaller" in reply[2]:
+            raise store.error(
+                f"run {self.run_id}'s stream refused position {position} ({reply[2]!r}): "
+                "another writer is writing it"
+            )
+        error = reply[2].decode(errors="replace")
+        raise store.error(f"writing run {self.run_id}: position {position} refused: {error}")
 
     async def _recover(self) -> None:
         """After a batch failed, once every reply is in: look at what Redis holds (a batch
@@ -1005,6 +1052,11 @@ class RunWriter:
                 f"run {self.run_id} lost frames: {self.written} were written, its stream "
                 f"now holds {held} (Redis restarted without its newest writes: appendonly off?)"
             )
+        if info is not None and info.held < info.count - info.first:  # never sent again
+            raise self.store.error(
+                f"run {self.run_id}'s stream lacks some of positions {info.first} to "
+                f"{info.count - 1}: Redis refused a frame and took the next"
+            )
         unacked, self._unacked = self._unacked, deque()
         again = [entry for entry in unacked if entry[0] >= held]
         arrived = len(unacked) - len(again)
@@ -1029,7 +1081,8 @@ class RunWriter:
         bounds, the newest always kept."""
         entries = [(p, len(frame) + ENTRY_OVERHEAD) for p, frame, _ in batch]
         newest = entries[-1][0]
-        keep_from = max(newest + 1 - self.store.keep_count, self.first)
+        # At most the newest (a batch sent again after a fault may be older than ``first``).
+        keep_from = min(max(newest + 1 - self.store.keep_count, self.first), newest)
         total = self._held_bytes + sum(cost for _, cost in entries)
         if keep_from <= self.first and total <= self.store.keep_bytes:
             return keep_from  # within both bounds: nothing to drop

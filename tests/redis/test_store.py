@@ -175,6 +175,81 @@ async def test_a_frame_at_a_time_goes_as_a_plain_xadd(
     assert await read_all(store, run_id) == [frame(i) for i in range(20)]
 
 
+async def test_frames_behind_plain_xadds_on_their_connection_go_as_plain_xadds(
+    server: RedisServer, store: RedisStore
+) -> None:
+    # A frame per loop turn, faster than Redis answers: several on their way at once. Behind
+    # plain XADDs (Redis runs a connection's commands in order) a frame needs no check.
+    async with aioredis.Redis.from_url(server.url) as admin:
+        run_id = new_run()
+        writer = store.writer(run_id)
+        writer.append(frame(0))
+        await writer.flush()  # the first batch, a script's: it sets the expiry
+        await admin.config_resetstat()
+        for i in range(1, 300):
+            writer.append(frame(i), last=i == 299)
+            await asyncio.sleep(0)
+        await writer.aclose()
+        stats = await admin.info("commandstats")
+    assert stats["cmdstat_xadd"]["calls"] == 299
+    assert stats["cmdstat_evalsha"]["calls"] == 1  # the terminal frame's (the TTL)
+    assert await read_all(store, run_id) == [frame(i) for i in range(300)]
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["xadd", "script"])
+async def test_redis_refusing_writes_fails_the_writer_with_its_error_and_no_hole(
+    server: RedisServer, store: RedisStore, terminal: bool
+) -> None:
+    # Redis out of memory (noeviction) refuses every write: the writer fails with Redis's
+    # own words (a plain XADD's, or the script's when the frame is the terminal one), and
+    # nothing after a refused frame is in the stream.
+    async with aioredis.Redis.from_url(server.url) as admin:
+        run_id = new_run()
+        writer = store.writer(run_id)
+        writer.append(frame(0))
+        await writer.flush()
+        policy = await admin.config_get("maxmemory-policy")
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", 1)
+
+        async def fill() -> None:
+            for i in range(1, 2 if terminal else 50):  # till the writer knows: then it raises
+                writer.append(frame(i), last=terminal)
+                await asyncio.sleep(0)
+            await asyncio.wait_for(writer.flush(), 10)
+
+        try:
+            with pytest.raises(StoreError, match=f"writing run {run_id}: .*maxmemory"):
+                await fill()
+        finally:
+            await admin.config_set("maxmemory", 0)
+            await admin.config_set("maxmemory-policy", str(policy["maxmemory-policy"]))
+        with pytest.raises(StoreError):
+            await writer.aclose()
+    assert await read_all_without_end(store, run_id, 1) == [frame(0)]
+    info = await store.info(run_id)
+    assert info is not None
+    assert (info.count, info.held) == (1, 1)
+
+
+async def test_a_reader_finding_a_hole_in_a_stream_says_so_after_the_frames_before_it(
+    server: RedisServer, store: RedisStore
+) -> None:
+    # A hole (not a trim: the stream holds frames before it) is never skipped silently.
+    run_id = new_run()
+    key = store.key(run_id)
+    async with aioredis.Redis.from_url(server.url) as admin:
+        for position in (0, 1, 3, 4):
+            await admin.xadd(key, {"frame": frame(position)}, id=f"{position + 1}-0")
+    reader = store.read(run_id)
+    assert await anext(reader) == [frame(0), frame(1)]
+    with pytest.raises(StoreError, match=f"run {run_id}'s stream lacks position 2"):
+        await anext(reader)
+    with pytest.raises(StoreError, match="lacks position 2"):  # resuming at the hole too
+        await read_all(store, run_id, after=1)
+    assert await read_all_without_end(store, run_id, 2, after=2) == [frame(3), frame(4)]
+
+
 async def test_a_writer_sends_nothing_before_what_it_is_told_to_wait_for(
     store: RedisStore,
 ) -> None:
@@ -370,9 +445,18 @@ async def test_a_stall_past_the_deadline_the_writers_go_on_with_each_frame_once(
     # is in once when Redis comes back within `reconnect`.
     with redis_server() as stalled:
         assert stalled.process is not None
-        async with RedisStore(stalled.url, block=0.5, reconnect=15) as store:
+        async with (
+            RedisStore(stalled.url, block=0.5, reconnect=15) as store,
+            RedisStore(stalled.url, block=0.5, reconnect=15, keep_count=5) as short,
+        ):
             runs = [new_run(), new_run()]
             writers = [store.writer(run_id) for run_id in runs]
+            # And a writer that trims to 5 frames, 2,490 sent during the stall: they go again,
+            # older than what it had trimmed to, and the newest 5 stay (never none).
+            trimmed = short.writer(new_run())
+            for i in range(10):
+                trimmed.append(frame(i))
+            await trimmed.flush()
             for writer in writers:
                 writer.append(frame(0))
             await asyncio.gather(*(writer.flush() for writer in writers))
@@ -385,6 +469,9 @@ async def test_a_stall_past_the_deadline_the_writers_go_on_with_each_frame_once(
                     if stopped <= loop.time() < resumed and stopped > 0:
                         stalled.process.send_signal(signal.SIGSTOP)
                         stopped = 0
+                    if stopped == 0 and trimmed.count < 2500:
+                        for _ in range(10):
+                            trimmed.append(frame(trimmed.count))
                     elif loop.time() >= resumed and stopped == 0:
                         stalled.process.send_signal(signal.SIGCONT)
                         stopped = -1
@@ -400,6 +487,10 @@ async def test_a_stall_past_the_deadline_the_writers_go_on_with_each_frame_once(
                 await asyncio.wait_for(writer.aclose(), 30)
             for run_id in runs:
                 assert await read_all(store, run_id) == [frame(i) for i in range(n + 1)]
+            trimmed.append(frame(2500), last=True)
+            await asyncio.wait_for(trimmed.aclose(), 30)
+            kept = await read_all(short, trimmed.run_id, after=2495)
+            assert kept == [frame(i) for i in range(2496, 2501)]
 
 
 async def read_all_without_end(
