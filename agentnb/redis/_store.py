@@ -642,7 +642,10 @@ class _Pipe:
             async with asyncio.timeout(self.timeout):
                 await conn.connect()
                 await conn.send_command("CLIENT", "INFO")
-                client = _client_info(await conn.read_response())
+                try:
+                    client = _client_info(await conn.read_response())
+                except ResponseError:  # Redis < 6.2, or an ACL user without CLIENT
+                    client = None
                 await self.store.redis.script_load(_APPEND)
         except BaseException as exc:
             await conn.disconnect(nowait=True)
@@ -730,7 +733,10 @@ class _Pipe:
         async with self._purging:
             while self._dropped:
                 ident, address = self._dropped[0]
-                await self.store.redis.client_kill_filter(_id=str(ident), addr=address)
+                try:
+                    await self.store.redis.client_kill_filter(_id=str(ident), addr=address)
+                except ResponseError as exc:  # not allowed (an ACL): as if it were gone
+                    logger.warning("agentnb: a dropped Redis connection not killed: %s", exc)
                 del self._dropped[0]
 
     async def aclose(self) -> None:

@@ -383,6 +383,30 @@ async def test_batches_in_flight_when_their_connection_is_killed_are_sent_again_
     assert await read_all(store, run_id) == [frame(i) for i in range(1500)]
 
 
+async def test_a_user_not_allowed_to_kill_clients_still_writes_through_dropped_connections(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A dropped connection is killed in Redis before the writer looks at what it holds; an
+    # ACL user may not (CLIENT KILL refused): the writer goes on as if it were gone.
+    host_port = server.url.removeprefix("redis://").partition("/")[0]
+    async with aioredis.Redis.from_url(server.url) as admin:
+        await admin.execute_command(
+            "ACL", "SETUSER", "limited", "on", ">secret", "~*", "&*", "+@all", "-client",
+            "+client|info",
+        )  # fmt: skip
+        async with RedisStore(f"redis://limited:secret@{host_port}/0") as store:
+            run_id = new_run()
+            writer = store.writer(run_id)
+            for i in range(600):
+                writer.append(frame(i), last=i == 599)
+                await asyncio.sleep(0)
+                if i % 200 == 100:
+                    await admin.client_kill_filter(_type="normal", skipme=True)
+            await asyncio.wait_for(writer.aclose(), 10)
+            assert await read_all(store, run_id) == [frame(i) for i in range(600)]
+    assert "a dropped Redis connection not killed" in caplog.text
+
+
 async def test_the_scripts_flushed_mid_run_the_writer_goes_on_and_still_trims(
     server: RedisServer,
 ) -> None:
