@@ -390,10 +390,14 @@ async def test_a_user_not_allowed_to_kill_clients_still_writes_through_dropped_c
     # ACL user may not (CLIENT KILL refused): the writer goes on as if it were gone.
     host_port = server.url.removeprefix("redis://").partition("/")[0]
     async with aioredis.Redis.from_url(server.url) as admin:
-        await admin.execute_command(
-            "ACL", "SETUSER", "limited", "on", ">secret", "~*", "&*", "+@all", "-client",
-            "+client|info",
-        )  # fmt: skip
+        await admin.acl_setuser(
+            "limited",
+            enabled=True,
+            passwords=["+secret"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", "-client", "+client|info"],
+        )
         async with RedisStore(f"redis://limited:secret@{host_port}/0") as store:
             run_id = new_run()
             writer = store.writer(run_id)
