@@ -497,12 +497,12 @@ async def test_a_stall_past_the_deadline_the_writers_go_on_with_each_frame_once(
                     if stopped <= loop.time() < resumed and stopped > 0:
                         stalled.process.send_signal(signal.SIGSTOP)
                         stopped = 0
-                    if stopped == 0 and trimmed.count < 2500:
-                        for _ in range(10):
-                            trimmed.append(frame(trimmed.count))
                     elif loop.time() >= resumed and stopped == 0:
                         stalled.process.send_signal(signal.SIGCONT)
                         stopped = -1
+                    if stopped == 0 and trimmed.count < 2500:  # while Redis is stopped
+                        for _ in range(10):
+                            trimmed.append(frame(trimmed.count))
                     for writer in writers:
                         writer.append(frame(n))
                     n += 1
