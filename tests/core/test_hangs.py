@@ -209,6 +209,10 @@ def test_ctrl_c_in_run_sync_returns_without_waiting_for_a_blocked_sync_agent() -
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)  # the agent would block for 60 s
         waited = time.monotonic() - interrupted
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()  # what it said, and its pipes closed
+        pytest.fail(f"still running 30 s after SIGINT; stdout {out!r}, stderr {err[-2000:]!r}")
     finally:
         proc.kill()
         proc.wait()
