@@ -195,8 +195,11 @@ BLOCKED = textwrap.dedent(
 
 def test_ctrl_c_in_run_sync_returns_without_waiting_for_a_blocked_sync_agent() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Ctrl-C as in a terminal: a job started in the background by a shell without job
+    # control inherits SIGINT ignored (and so would this child, which Ctrl-C never reaches).
+    terminal = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     proc = subprocess.Popen(
-        [sys.executable, "-c", BLOCKED],
+        [sys.executable, "-c", terminal + BLOCKED],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
